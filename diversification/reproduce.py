@@ -26,7 +26,7 @@ from .metrics import evaluate_segmenter, plot_class_iou
 
 # %% auto #0
 __all__ = ['SIZES', 'EXPERIMENTS', 'RunConfig', 'Result', 'experiment', 'baseline_classification', 'baseline_segmentation',
-           'environment', 'write_report', 'run', 'main']
+           'environment', 'md_table', 'write_report', 'run', 'main']
 
 # %% ../nbs/10_reproduce.ipynb #814c5fb6
 SIZES = {
@@ -63,6 +63,7 @@ class Result:
     table: pd.DataFrame
     figures: dict = field(default_factory=dict)
     note: str = ''
+    tables: dict = field(default_factory=dict)    # further tables by caption, e.g. per-class IoU
 
 EXPERIMENTS: dict[str, Callable[[RunConfig], Result]] = {}
 
@@ -121,7 +122,8 @@ def baseline_segmentation(cfg: RunConfig, show_progress: bool = True) -> Result:
     ax = plot_class_iou(res, highlight=('rider', 'truck', 'bus', 'train', 'motorcycle'), figsize=(4, 4.5)); ax.set_title('baseline U-Net (last seed)', fontsize=9)
     figs['seg_iou'] = ax.figure
     note = f"mIoU {table.miou.mean():.4f} on {'the given root' if cfg.cityscapes_root else 'SynthCity val'}"
-    return Result('Baseline segmenter (U-Net)', pd.concat([table, classes.T.reset_index(drop=True)], axis=1), figs, note)
+    classes.index.name = 'class'
+    return Result('Baseline segmenter (U-Net)', table, figs, note, {'per-class IoU': classes.reset_index()})
 
 # %% ../nbs/10_reproduce.ipynb #0ac43008
 def environment() -> dict:
@@ -130,6 +132,13 @@ def environment() -> dict:
     return dict(python=platform.python_version(), platform=platform.platform(), torch=torch.__version__, torchvision=torchvision.__version__,
                 timm=timm.__version__, fastai=fastai.__version__, numpy=np.__version__, threads=torch.get_num_threads())
 
+def md_table(df: pd.DataFrame, digits: int = 4) -> str:
+    "A markdown table with floats to `digits` decimals and integers left as integers."
+    df = df.copy()
+    for c in df.columns:
+        if pd.api.types.is_float_dtype(df[c]): df[c] = df[c].map(lambda v: '' if pd.isna(v) else f'{v:.{digits}f}')
+    return df.to_markdown(index=False, disable_numparse=True)
+
 def write_report(out: Path, cfg: RunConfig, results: dict[str, Result], times: dict[str, float]) -> Path:
     "Write the markdown/JSON report of `results` into `out`; return the markdown path."
     out = Path(out); (out/'plots').mkdir(parents=True, exist_ok=True)
@@ -137,11 +146,13 @@ def write_report(out: Path, cfg: RunConfig, results: dict[str, Result], times: d
           f"Seeds {list(cfg.seeds)} on {cfg.device}; total wall time {sum(times.values()):.1f} s. Every number below was measured by this run.", ""]
     js = {}
     for name, r in results.items():
-        md += [f"## {r.title}", "", f"`{name}`: {r.note} (wall time {times[name]:.1f} s)", "", r.table.to_markdown(index=False, floatfmt='.4f'), ""]
+        md += [f"## {r.title}", "", f"`{name}`: {r.note} (wall time {times[name]:.1f} s)", "", md_table(r.table), ""]
+        for caption, t in r.tables.items(): md += [f"**{caption}**", "", md_table(t), ""]
         for fname, fig in r.figures.items():
             fig.savefig(out/'plots'/f'{fname}.png', dpi=72, bbox_inches='tight'); plt.close(fig)
             md += [f"![{fname}](plots/{fname}.png)", ""]
-        js[name] = dict(title=r.title, note=r.note, wall_time_s=times[name], table=json.loads(r.table.to_json(orient='records')))
+        js[name] = dict(title=r.title, note=r.note, wall_time_s=times[name], table=json.loads(r.table.to_json(orient='records')),
+                        tables={c: json.loads(t.to_json(orient='records')) for c, t in r.tables.items()})
     (out/'results.md').write_text('\n'.join(md))
     (out/'results.json').write_text(json.dumps(js, indent=1))
     (out/'config.json').write_text(json.dumps(dict(config=asdict(cfg), environment=environment(), argv=sys.argv), indent=1, default=str))
