@@ -85,7 +85,7 @@ def check_site(out: Path, pages: dict) -> int:
 
 def build(out: Path, readme: bool = True, check: bool = False):
     cfg = get_config()
-    cache = proc_nbs(cfg.nbs_path, n_workers=0)
+    cache = proc_nbs(cfg.nbs_path, n_workers=0, force=True)   # no stale pages of renamed notebooks
     nbs = sorted(p for p in cache.glob('*.ipynb'))
     metas = {p: front_matter(nbformat.read(p, 4)) for p in nbs}
     pages = {p.stem: ('index.html' if p.stem == Path(cfg.readme_nb).stem else m.get('output-file', p.stem + '.html')) for p, m in metas.items()}

@@ -46,3 +46,9 @@ def test_console_command_lists_experiments():
     out = subprocess.run([str(exe), 'list'], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert 'baseline_classification' in out.stdout and 'baseline_segmentation' in out.stdout
+
+def test_readme_figures_exist():
+    "README.md shows the saved figure of nbs/index.ipynb (a notebook committed without outputs would drop it)."
+    figs = re.findall(r'!\[[^\]]*\]\(([^)]+)\)', (ROOT/'README.md').read_text())
+    assert figs, "README.md has no figure: execute nbs/index.ipynb before committing"
+    for f in figs: assert (ROOT/f).exists(), f
