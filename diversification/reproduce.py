@@ -23,17 +23,22 @@ from .data import fashion_mnist_dls, seg_dls, show_seg_batch, cityscapes_items, 
 from .models import timm_classifier, UNet, param_count
 from .synthcity import make_synthcity
 from .metrics import evaluate_segmenter, plot_class_iou
+from . import augmix_mixup as am
 
 # %% auto #0
-__all__ = ['SIZES', 'EXPERIMENTS', 'RunConfig', 'Result', 'experiment', 'baseline_classification', 'baseline_segmentation',
-           'environment', 'md_table', 'write_report', 'run', 'main']
+__all__ = ['SIZES', 'EXPERIMENTS', 'PAPER_TABLE2_B0', 'RunConfig', 'Result', 'experiment', 'baseline_classification',
+           'baseline_segmentation', 'augmix_mixup', 'environment', 'md_table', 'write_report', 'run', 'main']
 
 # %% ../nbs/90_reproduce.ipynb #f4c73a5d
 SIZES = {
     #          cls: n/class, epochs, seeds | seg: synthcity (n_train, n_val, H, W), epochs, unet width
-    'ci':    dict(cls_n=5,  cls_epochs=1,  seeds=(0,),      seg_data=(8, 4, 64, 128),    seg_epochs=1,  unet_base=8),
-    'quick': dict(cls_n=50, cls_epochs=15, seeds=(0,),      seg_data=(60, 20, 128, 256), seg_epochs=12, unet_base=16),
-    'full':  dict(cls_n=50, cls_epochs=40, seeds=(0, 1, 2), seg_data=(200, 60, 128, 256), seg_epochs=40, unet_base=32),
+    #          am: AugMix+Mixup epochs, test images per class (None: all 200), alpha/beta/gamma sweeps
+    'ci':    dict(cls_n=5,  cls_epochs=1,  seeds=(0,),      seg_data=(8, 4, 64, 128),    seg_epochs=1,  unet_base=8,
+                  am_epochs=1, am_test_n=10, am_sweeps=False),
+    'quick': dict(cls_n=50, cls_epochs=15, seeds=(0,),      seg_data=(60, 20, 128, 256), seg_epochs=12, unet_base=16,
+                  am_epochs=10, am_test_n=None, am_sweeps=False),
+    'full':  dict(cls_n=50, cls_epochs=40, seeds=(0, 1, 2), seg_data=(200, 60, 128, 256), seg_epochs=40, unet_base=32,
+                  am_epochs=20, am_test_n=None, am_sweeps=True),
 }
 
 @dataclass
@@ -126,6 +131,26 @@ def baseline_segmentation(cfg: RunConfig, show_progress: bool = True) -> Result:
     return Result('Baseline segmenter (U-Net)', table, figs, note, {'per-class IoU': classes.reset_index()})
 
 # %% ../nbs/90_reproduce.ipynb #b583e48f
+PAPER_TABLE2_B0 = {'Baseline': 49.23, 'Mixup': 51.41, 'AugMix': 56.29, 'AugMix+Mixup': 59.60}   # % top-1, the paper's Table 2
+
+@experiment('augmix_mixup')
+def augmix_mixup(cfg: RunConfig, show_progress: bool = True) -> Result:
+    "AugMix + Mixup + JSD on few-shot Fashion-MNIST: Table 2's four rows (and Tables 4-6 sweeps at full size)."
+    p = cfg.params
+    df = am.run_table(p['cls_n'], p['am_epochs'], cfg.seeds, sweeps=am.SWEEPS if p['am_sweeps'] else {}, source=cfg.fashion_source,
+                      device=cfg.device, progress=show_progress, n_test_per_class=p['am_test_n'])
+    table = am.summarize(df)
+    t2 = table[table.group == 'Table 2']
+    table['paper_table2_b0_percent'] = table.setting.map(PAPER_TABLE2_B0)
+    tables = {'per seed': df.drop(columns=['group'])}
+    if p['am_sweeps']: tables['sensitivity to alpha, beta, gamma (Tables 4-6 at our scale)'] = am.sensitivity_table(df)
+    ax = am.plot_table(df); ax.set_title(f"ResNet-10t, {p['cls_n']} images/class, {p['am_epochs']} epochs", fontsize=9)
+    order = ' > '.join(t2.sort_values('test_accuracy_mean', ascending=False).setting)
+    note = (f"test accuracy order {order} (paper's Table 2: AugMix+Mixup > AugMix > Mixup > Baseline); "
+            f"the paper_table2_b0_percent column is the paper's EfficientNet-B0 on ImageNet, not ours")
+    return Result('AugMix + Mixup with JSD (Fashion-MNIST few-shot)', table, {'augmix_mixup': ax.figure}, note, tables)
+
+# %% ../nbs/90_reproduce.ipynb #7707e2d5
 def environment() -> dict:
     "Versions of Python and the libraries a result depends on."
     import fastai, timm, torchvision
@@ -159,7 +184,7 @@ def write_report(out: Path, cfg: RunConfig, results: dict[str, Result], times: d
     (out/'config.json').write_text(json.dumps(dict(config=asdict(cfg), environment=environment(), argv=sys.argv), indent=1, default=str))
     return out/'results.md'
 
-# %% ../nbs/90_reproduce.ipynb #71eb11cc
+# %% ../nbs/90_reproduce.ipynb #0a0f6919
 def run(cfg: RunConfig, show_progress: bool = True) -> dict[str, Result]:
     "Run the experiments of `cfg` (all registered ones unless `cfg.only`), writing the report after each."
     names = list(cfg.only) or list(EXPERIMENTS)
@@ -174,7 +199,7 @@ def run(cfg: RunConfig, show_progress: bool = True) -> dict[str, Result]:
             write_report(cfg.out, cfg, results, times)
     return results
 
-# %% ../nbs/90_reproduce.ipynb #87a178ab
+# %% ../nbs/90_reproduce.ipynb #0efada1a
 def main(argv=None):
     "Entry point of the `diversification` console command."
     ap = argparse.ArgumentParser(prog='diversification', description='Reproducible companion to the diversification papers.')
