@@ -24,21 +24,24 @@ from .models import timm_classifier, UNet, param_count
 from .synthcity import make_synthcity
 from .metrics import evaluate_segmenter, plot_class_iou
 from . import augmix_mixup as am
+from . import seg_augmix as sa
 
 # %% auto #0
-__all__ = ['SIZES', 'EXPERIMENTS', 'PAPER_TABLE2_B0', 'RunConfig', 'Result', 'experiment', 'baseline_classification',
-           'baseline_segmentation', 'augmix_mixup', 'environment', 'md_table', 'write_report', 'run', 'main']
+__all__ = ['SIZES', 'EXPERIMENTS', 'PAPER_TABLE2_B0', 'PAPER_TABLE7', 'RunConfig', 'Result', 'experiment',
+           'baseline_classification', 'baseline_segmentation', 'augmix_mixup', 'seg_augmix_ocr', 'environment',
+           'md_table', 'write_report', 'run', 'main']
 
 # %% ../nbs/90_reproduce.ipynb #f4c73a5d
 SIZES = {
     #          cls: n/class, epochs, seeds | seg: synthcity (n_train, n_val, H, W), epochs, unet width
     #          am: AugMix+Mixup epochs, test images per class (None: all 200), alpha/beta/gamma sweeps
+    #          sa: seg-AugMix/OHEM/HRNet-OCR epochs, OCR (mid, key) channels
     'ci':    dict(cls_n=5,  cls_epochs=1,  seeds=(0,),      seg_data=(8, 4, 64, 128),    seg_epochs=1,  unet_base=8,
-                  am_epochs=1, am_test_n=10, am_sweeps=False),
+                  am_epochs=1, am_test_n=10, am_sweeps=False, sa_epochs=1, sa_ocr=(32, 16)),
     'quick': dict(cls_n=50, cls_epochs=15, seeds=(0,),      seg_data=(60, 20, 128, 256), seg_epochs=12, unet_base=16,
-                  am_epochs=10, am_test_n=None, am_sweeps=False),
+                  am_epochs=10, am_test_n=None, am_sweeps=False, sa_epochs=4, sa_ocr=(128, 64)),
     'full':  dict(cls_n=50, cls_epochs=40, seeds=(0, 1, 2), seg_data=(200, 60, 128, 256), seg_epochs=40, unet_base=32,
-                  am_epochs=20, am_test_n=None, am_sweeps=True),
+                  am_epochs=20, am_test_n=None, am_sweeps=True, sa_epochs=20, sa_ocr=(128, 64)),
 }
 
 @dataclass
@@ -100,15 +103,19 @@ def baseline_classification(cfg: RunConfig, show_progress: bool = True) -> Resul
     return Result('Baseline classifier (Fashion-MNIST few-shot)', table, {'cls_loss': fig}, note)
 
 # %% ../nbs/90_reproduce.ipynb #e0405b14
+def _seg_root(cfg: RunConfig, show_progress: bool):
+    "The segmentation data of a run: the given Cityscapes/MiniCity root (trained at the size's scale, scored at full size), or SynthCity."
+    p = cfg.params
+    if cfg.cityscapes_root: return Path(cfg.cityscapes_root), tuple(p['seg_data'][2:])
+    n_tr, n_va, H, W = p['seg_data']
+    return make_synthcity(Path(cfg.data_dir)/f'synthcity-{H}x{W}-{n_tr}-{n_va}' if cfg.data_dir else None,
+                          n_train=n_tr, n_val=n_va, size=(H, W), seed=0, progress=show_progress), None
+
 @experiment('baseline_segmentation')
 def baseline_segmentation(cfg: RunConfig, show_progress: bool = True) -> Result:
     "A U-Net from scratch on SynthCity (or the given Cityscapes/MiniCity root): per-class IoU on the validation split."
     p = cfg.params
-    if cfg.cityscapes_root: root, size = Path(cfg.cityscapes_root), tuple(p['seg_data'][2:])   # train at this size, score at full size
-    else:
-        n_tr, n_va, H, W = p['seg_data']
-        root = make_synthcity(Path(cfg.data_dir)/f'synthcity-{H}x{W}-{n_tr}-{n_va}' if cfg.data_dir else None,
-                              n_train=n_tr, n_val=n_va, size=(H, W), seed=0, progress=show_progress); size = None
+    root, size = _seg_root(cfg, show_progress)
     rows, per_class, learn = [], [], None
     for seed in cfg.seeds:
         set_seed(seed)
@@ -151,6 +158,26 @@ def augmix_mixup(cfg: RunConfig, show_progress: bool = True) -> Result:
     return Result('AugMix + Mixup with JSD (Fashion-MNIST few-shot)', table, {'augmix_mixup': ax.figure}, note, tables)
 
 # %% ../nbs/90_reproduce.ipynb #7707e2d5
+PAPER_TABLE7 = {'Baseline': 59.21, '+OHEM': 59.25, '+seg-AugMix': 59.84}   # % mIoU, HRNetV2-W48 + OCR, MiniCity val (the paper's)
+
+@experiment('seg_augmix')
+def seg_augmix_ocr(cfg: RunConfig, show_progress: bool = True) -> Result:
+    "HRNet-W18 + OCR on SynthCity: baseline, + OHEM, + seg-AugMix with per-pixel JSD; mIoU with and without TTA."
+    p = cfg.params
+    root, size = _seg_root(cfg, show_progress)
+    mid, key = p['sa_ocr']
+    summary, per_class = sa.run_seg_table(root, size=size, epochs=p['sa_epochs'], seeds=cfg.seeds, bs=8, progress=show_progress,
+                                          ocr_mid=mid, key_ch=key, min_kept=20_000)
+    table, mean_pc = sa.summarize_seg(summary, per_class)
+    table['paper_table7_miou_percent'] = table.setting.map(PAPER_TABLE7)
+    ax = sa.plot_seg_classes(mean_pc); ax.set_title(f"HRNet-W18 + OCR, {p['sa_epochs']} epochs", fontsize=9)
+    order = ' > '.join(table.sort_values('miou_mean', ascending=False).setting)
+    note = (f"mIoU order {order} (paper's Table 7: +seg-AugMix > +OHEM > Baseline); "
+            f"paper_table7_miou_percent is the paper's HRNetV2-W48 + OCR on MiniCity, not ours")
+    return Result('seg-AugMix, OHEM, HRNetV2 + OCR (SynthCity)', table, {'seg_augmix_iou': ax.figure}, note,
+                  {'per seed': summary, 'per-class IoU (mean over seeds)': mean_pc})
+
+# %% ../nbs/90_reproduce.ipynb #6c33f687
 def environment() -> dict:
     "Versions of Python and the libraries a result depends on."
     import fastai, timm, torchvision
@@ -184,7 +211,7 @@ def write_report(out: Path, cfg: RunConfig, results: dict[str, Result], times: d
     (out/'config.json').write_text(json.dumps(dict(config=asdict(cfg), environment=environment(), argv=sys.argv), indent=1, default=str))
     return out/'results.md'
 
-# %% ../nbs/90_reproduce.ipynb #0a0f6919
+# %% ../nbs/90_reproduce.ipynb #50b4b3ec
 def run(cfg: RunConfig, show_progress: bool = True) -> dict[str, Result]:
     "Run the experiments of `cfg` (all registered ones unless `cfg.only`), writing the report after each."
     names = list(cfg.only) or list(EXPERIMENTS)
@@ -199,7 +226,7 @@ def run(cfg: RunConfig, show_progress: bool = True) -> dict[str, Result]:
             write_report(cfg.out, cfg, results, times)
     return results
 
-# %% ../nbs/90_reproduce.ipynb #0efada1a
+# %% ../nbs/90_reproduce.ipynb #a9d149c2
 def main(argv=None):
     "Entry point of the `diversification` console command."
     ap = argparse.ArgumentParser(prog='diversification', description='Reproducible companion to the diversification papers.')
