@@ -23,9 +23,9 @@ from .ops import AUGMIX_OPS, augmix
 # %% auto #0
 __all__ = ['VARIANTS', 'EFFICIENTNET_PRESETS', 'DEFAULTS', 'TABLE2_ROWS', 'SWEEPS', 'SAME_AS', 'augmix_views', 'js_divergence',
            'jsd_loss', 'MixupParams', 'draw_mixup_params', 'apply_mixup', 'mixup_ce', 'check_labels',
-           'augmix_mixup_loss', 'AugMixMixup', 'EfficientNetPreset', 'efficientnet_from_preset', 'efficientnet_opt',
-           'efficientnet_lr_schedule', 'efficientnet_learner', 'fit_preset', 'random_crop_boxes', 'crop_resize',
-           'tta_predict', 'random_crop_tta', 'step_cost', 'train_variant', 'run_table', 'summarize',
+           'augmix_mixup_loss', 'TermLossCallback', 'AugMixMixup', 'EfficientNetPreset', 'efficientnet_from_preset',
+           'efficientnet_opt', 'efficientnet_lr_schedule', 'efficientnet_learner', 'fit_preset', 'random_crop_boxes',
+           'crop_resize', 'tta_predict', 'random_crop_tta', 'step_cost', 'train_variant', 'run_table', 'summarize',
            'sensitivity_table', 'plot_table']
 
 # %% ../nbs/06_augmix_mixup.ipynb #23d74ef6
@@ -128,24 +128,22 @@ def _find_normalize(dl):
         if isinstance(t, Normalize): return t
     return None
 
-class AugMixMixup(Callback):
-    "Trains with Eq. 1: CE(clean) + `gamma` JSD(clean, two AugMix views) + `beta` Mixup CE with $\\lambda\\sim$ Beta(`alpha`)."
-    run_valid = False
-    def __init__(self, alpha: float = 0.2, beta: float = 1.0, gamma: float = 12.0, augmix: bool = True, severity: float = 3,
-                 width: int = 3, depth: int = -1, augmix_alpha: float = 1.0, ops=AUGMIX_OPS, seed: int | None = None, log_terms: bool = True):
-        _check_alpha(alpha); _check_alpha(beta, 'beta'); _check_alpha(gamma, 'gamma')
-        augmix_views(torch.zeros(1, 1, 4, 4, dtype=torch.uint8), 1, severity, width, depth, augmix_alpha, ops)   # validates the AugMix args now
-        self.alpha, self.beta, self.gamma, self.seed, self.log_terms = alpha, beta, gamma, seed, log_terms
-        self.use_jsd, self.use_mix = bool(augmix) and gamma > 0, alpha > 0 and beta > 0
-        self.augmix_kw = dict(severity=severity, width=width, depth=depth, augmix_alpha=augmix_alpha, ops=ops)
-        self.history, self._terms = [], []
+class TermLossCallback(Callback):
+    """Base of the training-only callbacks that replace the loss by `self.lf` and log its terms (`term_names`).
+
+    It seeds a CPU generator for the callback's random draws, finds the DataLoaders' `Normalize` (`raw`/`renorm`
+    convert to and from [0, 1] pixels), swaps the loss function for training and restores it (also when a fit is
+    cancelled), and shows each term's training-epoch average as a `train_<term>` recorder column; `history` keeps
+    every batch's terms. Validation is untouched."""
+    run_valid, term_names = False, ()
+    def __init__(self, seed: int | None = None, log_terms: bool = True): self.seed, self.log_terms, self.history, self._terms = seed, log_terms, [], []
 
     def before_fit(self):
         self.gen = as_generator(self.seed) if self.seed is not None else torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()))
         self.norm = _find_normalize(self.dls.train)
         # `validate`/`get_preds` also fire before_fit (under `no_mbar`): the term columns belong to real fits only
         in_fit = getattr(self.learn, 'create_mbar', True)
-        self._term_metrics = [_TermMetric(self, k) for k in ('ce', 'jsd', 'mix_ce')] if self.log_terms and in_fit else []
+        self._term_metrics = [_TermMetric(self, k) for k in self.term_names] if self.log_terms and in_fit else []
         self.learn.metrics = self.learn.metrics + self._term_metrics
     def after_fit(self): self.learn.metrics = [m for m in self.learn.metrics if m not in self._term_metrics]
 
@@ -155,16 +153,40 @@ class AugMixMixup(Callback):
     def after_cancel_train(self): self.after_train()
     def after_cancel_fit(self): self.after_train(); self.after_fit()
 
+    def _stats(self, x):
+        return (self.norm.mean.to(x.device), self.norm.std.to(x.device)) if self.norm is not None else (0., 1.)
+    def raw(self, x): "Un-normalised pixels in [0, 1]."; mean, std = self._stats(x); return (x * std + mean).clamp(0, 1)
+    def renorm(self, x): "Normalised again, like the DataLoaders' batches."; mean, std = self._stats(x); return (x - mean) / std
+
+    def lf(self, pred, *yb): raise NotImplementedError
+    def record(self, terms: dict, **extra):
+        "Keep this batch's terms (tensors or floats) for the epoch averages and `history`."
+        rec = {k: float(v) for k, v in terms.items()}
+        self._terms.append(rec); self.history.append({**rec, **extra, 'epoch': self.epoch})
+
+    def epoch_means(self) -> dict:
+        "Average of each term over the training batches of the current epoch."
+        return {k: sum(t[k] for t in self._terms) / len(self._terms) for k in self._terms[0]} if self._terms else {}
+
+class AugMixMixup(TermLossCallback):
+    "Trains with Eq. 1: CE(clean) + `gamma` JSD(clean, two AugMix views) + `beta` Mixup CE with $\\lambda\\sim$ Beta(`alpha`)."
+    term_names = ('ce', 'jsd', 'mix_ce')
+    def __init__(self, alpha: float = 0.2, beta: float = 1.0, gamma: float = 12.0, augmix: bool = True, severity: float = 3,
+                 width: int = 3, depth: int = -1, augmix_alpha: float = 1.0, ops=AUGMIX_OPS, seed: int | None = None, log_terms: bool = True):
+        super().__init__(seed, log_terms)
+        _check_alpha(alpha); _check_alpha(beta, 'beta'); _check_alpha(gamma, 'gamma')
+        augmix_views(torch.zeros(1, 1, 4, 4, dtype=torch.uint8), 1, severity, width, depth, augmix_alpha, ops)   # validates the AugMix args now
+        self.alpha, self.beta, self.gamma = alpha, beta, gamma
+        self.use_jsd, self.use_mix = bool(augmix) and gamma > 0, alpha > 0 and beta > 0
+        self.augmix_kw = dict(severity=severity, width=width, depth=depth, augmix_alpha=augmix_alpha, ops=ops)
+
     def before_batch(self):
         x, y = self.xb[0], self.yb[0]
         check_image_batch(x, 'x')
         if getattr(self.dls, 'c', None): check_labels(y, self.dls.c)
         t0 = time.perf_counter()
         parts, self.B, self.mix = [x], x.shape[0], None
-        if self.use_jsd:
-            mean, std = (self.norm.mean.to(x.device), self.norm.std.to(x.device)) if self.norm is not None else (0., 1.)
-            views = augmix_views((x * std + mean).clamp(0, 1), 2, generator=self.gen, **self.augmix_kw)
-            parts += [(v - mean) / std for v in views]
+        if self.use_jsd: parts += [self.renorm(v) for v in augmix_views(self.raw(x), 2, generator=self.gen, **self.augmix_kw)]
         if self.use_mix:
             self.mix = draw_mixup_params(self.B, self.alpha, self.gen)
             parts.append(apply_mixup(x, self.mix))
@@ -177,16 +199,11 @@ class AugMixMixup(Callback):
         chunks = pred.split(self.B)
         views = (chunks[1], chunks[2]) if self.use_jsd else None
         terms = augmix_mixup_loss(chunks[0], yb[0], views, chunks[-1] if self.use_mix else None, self.mix, self.beta, self.gamma)
-        rec = {k: v.detach().item() for k, v in terms.items()}
-        self._terms.append(rec); self.history.append({**rec, 'view_s': self.view_s, 'epoch': self.epoch})
+        self.record({k: v.detach() for k, v in terms.items()}, view_s=self.view_s)
         return terms['loss']
 
     def after_loss(self):
         if self.training: self.learn.pred = self.pred[:self.B]
-
-    def epoch_means(self) -> dict:
-        "Average of each term over the training batches of the current epoch."
-        return {k: sum(t[k] for t in self._terms) / len(self._terms) for k in self._terms[0]} if self._terms else {}
 
     def plot_terms(self, ax=None):
         "Per-batch curves of the loss terms (weighted as in the loss) over training."

@@ -9,11 +9,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from fastai.callback.core import Callback
 from fastai.callback.schedule import ParamScheduler
 from .core import as_generator, check_image_batch, check_mask_batch, to_float
 from .ops import PIXEL_OPS, resolve_ops, draw_augmix_params, apply_augmix, apply_op_batch
-from .augmix_mixup import js_divergence, _TermMetric
+from .augmix_mixup import js_divergence, TermLossCallback
 
 # %% auto #0
 __all__ = ['SEG_AUGMIX_OPS', 'SEG_ROWS', 'RARE', 'check_seg_pool', 'seg_augmix', 'augmix_branches', 'check_seg_target',
@@ -73,39 +72,24 @@ def pixel_jsd(logits: list | tuple, target: torch.Tensor | None = None, ignore_i
 # %% ../nbs/07_seg_augmix.ipynb #98deeaec
 def _main(out): return out[0] if isinstance(out, (tuple, list)) else out
 
-class SegAugMixJSD(Callback):
+class SegAugMixJSD(TermLossCallback):
     "seg-AugMix with the per-pixel JSD consistency: loss = seg loss(clean) + `weight` * JSD(clean, view 1, view 2)."
-    run_valid = False
+    term_names = ('seg', 'jsd')
     def __init__(self, weight: float = 1.0, width: int = 3, depth: int = 3, severity: float = 3, alpha: float = 1.0,
                  ops=SEG_AUGMIX_OPS, ignore_index: int = 255, seed: int | None = None, log_terms: bool = True):
+        super().__init__(seed, log_terms)
         if not weight >= 0: raise ValueError(f"`weight` must be >= 0, got {weight}")
         seg_augmix(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), None, 1, width, depth, severity, alpha, ops)   # validates now
-        self.weight, self.ignore_index, self.seed, self.log_terms = weight, ignore_index, seed, log_terms
+        self.weight, self.ignore_index = weight, ignore_index
         self.kw = dict(width=width, depth=depth, severity=severity, alpha=alpha, ops=ops)
-        self.history, self._terms = [], []
-
-    def before_fit(self):
-        self.gen = as_generator(self.seed) if self.seed is not None else torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()))
-        norm = next((t for t in getattr(getattr(self.dls.train, 'after_batch', None), 'fs', []) if type(t).__name__ == 'Normalize'), None)
-        self.stats = (norm.mean, norm.std) if norm is not None else None
-        in_fit = getattr(self.learn, 'create_mbar', True)
-        self._term_metrics = [_TermMetric(self, k) for k in ('seg', 'jsd')] if self.log_terms and in_fit else []
-        self.learn.metrics = self.learn.metrics + self._term_metrics
-    def after_fit(self): self.learn.metrics = [m for m in self.learn.metrics if m not in self._term_metrics]
-    def before_train(self): self.old_lf, self.learn.loss_func, self._terms = self.learn.loss_func, self.lf, []
-    def after_train(self):
-        if getattr(self, 'old_lf', None) is not None: self.learn.loss_func, self.old_lf = self.old_lf, None
-    def after_cancel_train(self): self.after_train()
-    def after_cancel_fit(self): self.after_train(); self.after_fit()
 
     def before_batch(self):
         x, y = self.xb[0], self.yb[0]
         check_image_batch(x, 'x'); check_mask_batch(y, x, 'y')
         self.B = x.shape[0]
         if self.weight == 0: return
-        mean, std = (self.stats[0].to(x.device), self.stats[1].to(x.device)) if self.stats else (0., 1.)
-        views, _ = seg_augmix((x * std + mean).clamp(0, 1), None, 2, generator=self.gen, **self.kw)
-        self.learn.xb = (torch.cat([x] + [(v - mean) / std for v in views]),)
+        views, _ = seg_augmix(self.raw(x), None, 2, generator=self.gen, **self.kw)
+        self.learn.xb = (torch.cat([x] + [self.renorm(v) for v in views]),)
 
     def lf(self, pred, *yb):
         if not self.training: return self.old_lf(pred, *yb)
@@ -115,16 +99,12 @@ class SegAugMixJSD(Callback):
             clean = tuple(p[0] for p in parts) if isinstance(pred, (tuple, list)) else parts[0][0]
             seg = self.old_lf(clean, *yb)
             jsd = pixel_jsd([q for q in parts[0]], yb[0], self.ignore_index)
-        rec = dict(seg=seg.detach().item(), jsd=0.0 if jsd is None else jsd.detach().item())
-        self._terms.append(rec); self.history.append({**rec, 'epoch': self.epoch})
+        self.record(dict(seg=seg.detach(), jsd=0.0 if jsd is None else jsd.detach()))
         return seg if jsd is None else seg + self.weight * jsd
 
     def after_loss(self):
         if self.training and self.weight != 0:
             self.learn.pred = tuple(p[:self.B] for p in self.pred) if isinstance(self.pred, (tuple, list)) else self.pred[:self.B]
-
-    def epoch_means(self) -> dict:
-        return {k: sum(t[k] for t in self._terms) / len(self._terms) for k in self._terms[0]} if self._terms else {}
 
 # %% ../nbs/07_seg_augmix.ipynb #33a66549
 def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, thresh: float = 0.7, min_kept: int = 100_000,
