@@ -185,20 +185,30 @@ class AugMixMixup(TermLossCallback):
         check_image_batch(x, 'x')
         if getattr(self.dls, 'c', None): check_labels(y, self.dls.c)
         t0 = time.perf_counter()
-        parts, self.B, self.mix = [x], x.shape[0], None
-        if self.use_jsd: parts += [self.renorm(v) for v in augmix_views(self.raw(x), 2, generator=self.gen, **self.augmix_kw)]
-        if self.use_mix:
-            self.mix = draw_mixup_params(self.B, self.alpha, self.gen)
-            parts.append(apply_mixup(x, self.mix))
+        self.B = x.shape[0]
+        xs, self.mix = self.stack_batch(x)
         if x.is_cuda: torch.cuda.synchronize(x.device)
         self.view_s = time.perf_counter() - t0
-        if len(parts) > 1: self.learn.xb = (torch.cat(parts),)
+        self.learn.xb = (xs,)
+
+    def stack_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, MixupParams | None]:
+        "The clean batch, then its two AugMix views and its Mixup batch where those terms are on, stacked for one forward pass."
+        parts, mix = [x], None
+        if self.use_jsd: parts += [self.renorm(v) for v in augmix_views(self.raw(x), 2, generator=self.gen, **self.augmix_kw)]
+        if self.use_mix:
+            mix = draw_mixup_params(x.shape[0], self.alpha, self.gen)
+            parts.append(apply_mixup(x, mix))
+        return (torch.cat(parts) if len(parts) > 1 else x), mix
+
+    def joint_loss(self, pred: torch.Tensor, y: torch.Tensor, mix: MixupParams | None) -> dict:
+        "Eq. 1 on the logits of a `stack_batch` batch: the dict of `augmix_mixup_loss`."
+        chunks = pred.split(len(y))
+        return augmix_mixup_loss(chunks[0], y, (chunks[1], chunks[2]) if self.use_jsd else None, chunks[-1] if self.use_mix else None,
+                                 mix, self.beta, self.gamma)
 
     def lf(self, pred, *yb):
         if not self.training: return self.old_lf(pred, *yb)
-        chunks = pred.split(self.B)
-        views = (chunks[1], chunks[2]) if self.use_jsd else None
-        terms = augmix_mixup_loss(chunks[0], yb[0], views, chunks[-1] if self.use_mix else None, self.mix, self.beta, self.gamma)
+        terms = self.joint_loss(pred, yb[0], self.mix)
         self.record({k: v.detach() for k, v in terms.items()}, view_s=self.view_s)
         return terms['loss']
 
@@ -321,18 +331,16 @@ def step_cost(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int = 5, se
     import statistics
     x, y = x.as_subclass(torch.Tensor), y.as_subclass(torch.Tensor)      # plain tensors (fastai's subclasses cost dispatch time)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    cb, g = AugMixMixup(seed=seed, **cb_kwargs), as_generator(seed)
+    cb = AugMixMixup(seed=seed, **cb_kwargs)
+    cb.gen, cb.norm = as_generator(seed), None                 # what `before_fit` sets inside a Learner (x is in [0, 1])
     def plain():
         opt.zero_grad(); F.cross_entropy(model(x), y).backward(); opt.step()
     def joint():
         t0 = time.perf_counter()
-        views = augmix_views(x, 2, generator=g, **cb.augmix_kw) if cb.use_jsd else []
-        mix = draw_mixup_params(len(x), cb.alpha, g) if cb.use_mix else None
-        xs = torch.cat([x, *views] + ([apply_mixup(x, mix)] if mix is not None else []))
+        xs, mix = cb.stack_batch(x)
         if x.is_cuda: torch.cuda.synchronize(x.device)
         tv = time.perf_counter() - t0
-        opt.zero_grad(); ch = model(xs).split(len(x))
-        augmix_mixup_loss(ch[0], y, (ch[1], ch[2]) if cb.use_jsd else None, ch[-1] if mix is not None else None, mix, cb.beta, cb.gamma)['loss'].backward()
+        opt.zero_grad(); cb.joint_loss(model(xs), y, mix)['loss'].backward()
         opt.step(); return tv
     def timed(f):
         f(); ts, tv = [], []                                   # one warm-up step

@@ -15,7 +15,7 @@ __all__ = ['OPS', 'AUGMIX_OPS', 'PIXEL_OPS', 'apply_lut', 'histogram', 'grayscal
            'posterize', 'solarize', 'smooth', 'adjust_color', 'adjust_contrast', 'adjust_brightness',
            'adjust_sharpness', 'affine', 'rotation_matrices', 'rotate', 'shear_x', 'shear_y', 'translate_x',
            'translate_y', 'AugOp', 'resolve_ops', 'draw_op_params', 'apply_op_batch', 'AugMixParams',
-           'draw_augmix_params', 'apply_augmix', 'augmix']
+           'draw_augmix_params', 'apply_chain', 'apply_augmix', 'augmix']
 
 # %% ../nbs/02_ops.ipynb #02be8bc6
 def _per_sample(v, x: torch.Tensor, name: str, dtype=torch.float32) -> torch.Tensor:
@@ -337,19 +337,21 @@ def draw_augmix_params(B: int, H: int, W: int, severity: float = 3, width: int =
     idx = torch.where(torch.arange(max_depth) < depths[..., None], idx, -1)
     return AugMixParams(ops, idx, mag, weights, m, (H, W))
 
+def apply_chain(x: torch.Tensor, params: AugMixParams, k: int) -> torch.Tensor:
+    "Chain `k` of drawn AugMix `params` applied to batch `x` (the ops in order; finished chains leave images as they are)."
+    for d in range(params.op_idx.shape[2]): x = apply_op_batch(x, params.op_idx[:, k, d], params.magnitude[:, k, d], params.ops)
+    return x
+
 def apply_augmix(x: torch.Tensor, params: AugMixParams) -> torch.Tensor:
     "Deterministically apply drawn AugMix `params` to batch `x`; same dtype out."
     x = check_image_batch(x, channels=(1, 3))
-    B, width, max_depth = params.op_idx.shape
+    B, width, _ = params.op_idx.shape
     if x.shape[0] != B or tuple(x.shape[-2:]) != tuple(params.size):
         raise ValueError(f"`x` of shape {tuple(x.shape)} does not match params drawn for B={B}, size={tuple(params.size)}")
     dt = torch.float32 if x.dtype == torch.uint8 else x.dtype
     mix = torch.zeros(x.shape, dtype=dt, device=x.device)
     w, m = params.weights.to(x.device, dt), params.m.to(x.device, dt).view(-1, 1, 1, 1)
-    for k in range(width):
-        xa = x
-        for d in range(max_depth): xa = apply_op_batch(xa, params.op_idx[:, k, d], params.magnitude[:, k, d], params.ops)
-        mix += w[:, k].view(-1, 1, 1, 1) * to_float(xa)
+    for k in range(width): mix += w[:, k].view(-1, 1, 1, 1) * to_float(apply_chain(x, params, k))
     out = m * to_float(x) + (1 - m) * mix
     return to_uint8(out) if x.dtype == torch.uint8 else out.clamp_(0, 1)
 

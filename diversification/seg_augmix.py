@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from fastai.callback.schedule import ParamScheduler
 from .core import as_generator, check_image_batch, check_mask_batch, to_float
-from .ops import PIXEL_OPS, resolve_ops, draw_augmix_params, apply_augmix, apply_op_batch
+from .ops import PIXEL_OPS, resolve_ops, draw_augmix_params, apply_augmix, apply_chain
 from .augmix_mixup import js_divergence, TermLossCallback
 
 # %% auto #0
@@ -43,12 +43,7 @@ def seg_augmix(x: torch.Tensor, mask: torch.Tensor | None = None, n_views: int =
 def augmix_branches(x: torch.Tensor, params) -> tuple[list, torch.Tensor, torch.Tensor]:
     "The branch images $f_i(x)$, their mix $I_{aug}$ and the final $I_{mix}$ for AugMix `params` drawn for batch `x` (float in [0, 1])."
     xf = to_float(x)
-    B, width, depth = params.op_idx.shape
-    branches = []
-    for k in range(width):
-        xa = x
-        for d in range(depth): xa = apply_op_batch(xa, params.op_idx[:, k, d], params.magnitude[:, k, d], params.ops)
-        branches.append(to_float(xa))
+    branches = [to_float(apply_chain(x, params, k)) for k in range(params.op_idx.shape[1])]
     w, m = params.weights.to(xf.device), params.m.to(xf.device).view(-1, 1, 1, 1)
     aug = sum(w[:, k].view(-1, 1, 1, 1) * b for k, b in enumerate(branches))
     return branches, aug, m * xf + (1 - m) * aug
@@ -107,13 +102,18 @@ class SegAugMixJSD(TermLossCallback):
             self.learn.pred = tuple(p[:self.B] for p in self.pred) if isinstance(self.pred, (tuple, list)) else self.pred[:self.B]
 
 # %% ../nbs/07_seg_augmix.ipynb #33a66549
+def _logits_for(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    "Check `target` against `logits`' classes; resize `logits` to the target's size if needed (bilinear)."
+    check_seg_target(target, logits.shape[1], ignore_index, 'target')
+    if target.shape[-2:] == logits.shape[-2:]: return logits
+    return F.interpolate(logits, size=target.shape[-2:], mode='bilinear', align_corners=False)
+
 def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, thresh: float = 0.7, min_kept: int = 100_000,
                        ignore_index: int = 255, weight: torch.Tensor | None = None) -> torch.Tensor:
     "OHEM CE over `(B, C, H, W)` logits: mean CE of the hard pixels (true-class prob < `thresh`, at least `min_kept` of them)."
     if not 0 < thresh <= 1: raise ValueError(f"`thresh` must be in (0, 1], got {thresh}")
     if min_kept < 0: raise ValueError(f"`min_kept` must be >= 0, got {min_kept}")
-    check_seg_target(target, logits.shape[1], ignore_index, 'target')
-    if target.shape[-2:] != logits.shape[-2:]: logits = F.interpolate(logits, size=target.shape[-2:], mode='bilinear', align_corners=False)
+    logits = _logits_for(logits, target, ignore_index)
     ce = F.cross_entropy(logits.float(), target, weight=weight, ignore_index=ignore_index, reduction='none').flatten()
     valid = (target != ignore_index).flatten()
     if not valid.any(): return ce.sum() * 0.
@@ -133,8 +133,7 @@ class OhemCrossEntropy(nn.Module):
         self.thresh, self.min_kept, self.ignore_index, self.weight, self.aux_weight, self.ohem = thresh, min_kept, ignore_index, weight, aux_weight, ohem
     def _one(self, logits, target):
         if self.ohem: return ohem_cross_entropy(logits, target, self.thresh, self.min_kept, self.ignore_index, self.weight)
-        check_seg_target(target, logits.shape[1], self.ignore_index, 'target')
-        if target.shape[-2:] != logits.shape[-2:]: logits = F.interpolate(logits, size=target.shape[-2:], mode='bilinear', align_corners=False)
+        logits = _logits_for(logits, target, self.ignore_index)
         valid = target != self.ignore_index
         if not valid.any(): return logits.sum() * 0.
         return F.cross_entropy(logits.float(), target, weight=self.weight, ignore_index=self.ignore_index)
