@@ -30,13 +30,17 @@ def conv_bn_relu(ci: int, co: int) -> nn.Sequential:
 
 class UNet(nn.Module):
     "U-Net (Ronneberger et al. 2015) with BatchNorm: `depth` max-pool stages of doubling width, bilinear up-sampling."
-    def __init__(self, num_classes: int = 19, in_chans: int = 3, base: int = 16, depth: int = 4):
+    def __init__(self, num_classes: int = 19, in_chans: int = 3, base: int = 16, depth: int = 4, halve: bool = False):
         super().__init__()
-        w = [base * 2**i for i in range(depth + 1)]
+        w = [base * 2**(min(i, depth - 1) if halve else i) for i in range(depth + 1)]     # encoder widths
+        d = [max(w[i] // 2, base) if halve else w[i] for i in range(depth)]              # decoder widths
         self.depth = depth
         self.down = nn.ModuleList([nn.Sequential(conv_bn_relu(in_chans if i == 0 else w[i - 1], w[i]), conv_bn_relu(w[i], w[i])) for i in range(depth + 1)])
-        self.up = nn.ModuleList([nn.Sequential(conv_bn_relu(w[i + 1] + w[i], w[i]), conv_bn_relu(w[i], w[i])) for i in reversed(range(depth))])
-        self.head = nn.Conv2d(w[0], num_classes, 1)
+        up, prev = [], w[depth]
+        for i in reversed(range(depth)):
+            up.append(nn.Sequential(conv_bn_relu(prev + w[i], d[i]), conv_bn_relu(d[i], d[i]))); prev = d[i]
+        self.up = nn.ModuleList(up)
+        self.head = nn.Conv2d(d[0], num_classes, 1)
 
     def forward(self, x):
         H, W = x.shape[-2:]; k = 2**self.depth
