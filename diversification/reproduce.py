@@ -25,23 +25,30 @@ from .synthcity import make_synthcity
 from .metrics import evaluate_segmenter, plot_class_iou
 from . import augmix_mixup as am
 from . import seg_augmix as sa
+from . import efficientseg as es
+from . import sumix as su
 
 # %% auto #0
 __all__ = ['SIZES', 'EXPERIMENTS', 'PAPER_TABLE2_B0', 'PAPER_TABLE7', 'RunConfig', 'Result', 'experiment',
-           'baseline_classification', 'baseline_segmentation', 'augmix_mixup', 'seg_augmix_ocr', 'environment',
-           'md_table', 'write_report', 'run', 'main']
+           'baseline_classification', 'baseline_segmentation', 'augmix_mixup', 'seg_augmix_ocr', 'efficientseg',
+           'sumix', 'environment', 'md_table', 'write_report', 'run', 'main']
 
 # %% ../nbs/90_reproduce.ipynb #f4c73a5d
 SIZES = {
     #          cls: n/class, epochs, seeds | seg: synthcity (n_train, n_val, H, W), epochs, unet width
     #          am: AugMix+Mixup epochs, test images per class (None: all 200), alpha/beta/gamma sweeps
     #          sa: seg-AugMix/OHEM/HRNet-OCR epochs, OCR (mid, key) channels
+    #          es: EfficientSeg/U-Net epochs, rare-class crops per class per epoch
+    #          su: SUMix epochs, test images per class, images for the robustness scores, Table 6 ablation mixers
     'ci':    dict(cls_n=5,  cls_epochs=1,  seeds=(0,),      seg_data=(8, 4, 64, 128),    seg_epochs=1,  unet_base=8,
-                  am_epochs=1, am_test_n=10, am_sweeps=False, sa_epochs=1, sa_ocr=(32, 16)),
+                  am_epochs=1, am_test_n=10, am_sweeps=False, sa_epochs=1, sa_ocr=(32, 16), es_epochs=1, es_extra=1,
+                  su_epochs=1, su_test_n=10, su_robust=50, su_ablation=()),
     'quick': dict(cls_n=50, cls_epochs=15, seeds=(0,),      seg_data=(60, 20, 128, 256), seg_epochs=12, unet_base=16,
-                  am_epochs=10, am_test_n=None, am_sweeps=False, sa_epochs=4, sa_ocr=(128, 64)),
+                  am_epochs=10, am_test_n=None, am_sweeps=False, sa_epochs=4, sa_ocr=(128, 64), es_epochs=5, es_extra=4,
+                  su_epochs=5, su_test_n=100, su_robust=200, su_ablation=()),
     'full':  dict(cls_n=50, cls_epochs=40, seeds=(0, 1, 2), seg_data=(200, 60, 128, 256), seg_epochs=40, unet_base=32,
-                  am_epochs=20, am_test_n=None, am_sweeps=True, sa_epochs=20, sa_ocr=(128, 64)),
+                  am_epochs=20, am_test_n=None, am_sweeps=True, sa_epochs=20, sa_ocr=(128, 64), es_epochs=24, es_extra=20,
+                  su_epochs=20, su_test_n=None, su_robust=500, su_ablation=('cutmix', 'fmix', 'saliencymix')),
 }
 
 @dataclass
@@ -178,6 +185,46 @@ def seg_augmix_ocr(cfg: RunConfig, show_progress: bool = True) -> Result:
                   {'per seed': summary, 'per-class IoU (mean over seeds)': mean_pc})
 
 # %% ../nbs/90_reproduce.ipynb #6c33f687
+@experiment('efficientseg')
+def efficientseg(cfg: RunConfig, show_progress: bool = True) -> Result:
+    "EfficientSeg (1.5) vs the U-Net at equal parameters, with and without the augmentation set: Table 1 at our scale."
+    p = cfg.params
+    root, size = _seg_root(cfg, show_progress)
+    summary, per_class = es.run_es_table(root, size=size, epochs=p['es_epochs'], seeds=cfg.seeds, bs=8, n_extra=p['es_extra'],
+                                         device=cfg.device, progress=show_progress)
+    table, mean_pc = es.summarize_es(summary, per_class)
+    paper = es.PAPER_TABLE1.set_index('class')
+    paper.loc['mIoU'] = [.515, .476, .581]                                      # the paper's Table 1 mIoU row
+    mean_pc = mean_pc.join(paper.add_prefix('paper: '), on='class')
+    ax = sa.plot_seg_classes(mean_pc[mean_pc['class'] != 'mIoU'][['class'] + list(table.setting)])
+    ax.set_title(f"{p['es_epochs']} epochs, flip TTA", fontsize=9)
+    order = ' > '.join(table.sort_values('miou_flip_mean', ascending=False).setting)
+    note = (f"mIoU (flip TTA) order {order}; the 'paper:' columns are the paper's MiniCity test IoUs "
+            f"(EfficientSeg 1.5 with aug 0.515, U-Net baseline 0.40 in its text), not ours")
+    return Result('EfficientSeg vs U-Net at equal parameters (SynthCity)', table, {'efficientseg_iou': ax.figure}, note,
+                  {'per seed': summary, 'per-class IoU with flip TTA (mean over seeds), beside the paper': mean_pc})
+
+# %% ../nbs/90_reproduce.ipynb #87a178ab
+@experiment('sumix')
+def sumix(cfg: RunConfig, show_progress: bool = True) -> Result:
+    "Each mixer (Mixup, CutMix, FMix, SaliencyMix, ResizeMix) with and without SUMix on few-shot Fashion-MNIST."
+    p = cfg.params
+    df = su.run_sumix_table(p['cls_n'], p['su_epochs'], cfg.seeds, ablation_kinds=p['su_ablation'], n_test_per_class=p['su_test_n'],
+                            n_robust=p['su_robust'], source=cfg.fashion_source, device=cfg.device, progress=show_progress)
+    table, abl = su.summarize_sumix(df)
+    table['paper_cifar100_r18_percent'] = [su.PAPER_TABLE1_R18.get(m, (np.nan, np.nan))[int(s)] for m, s in zip(table.mixer, table.sumix)]
+    gains = table[table.sumix].set_index('mixer').gain_vs_mixer
+    note = ("SUMix gain in test accuracy per mixer: " + ", ".join(f"{m} {g * 100:+.2f}" for m, g in gains.items()) +
+            " points; paper_cifar100_r18_percent is the paper's Table 1 (CIFAR-100, ResNet-18), not ours")
+    fig, ax = plt.subplots(figsize=(4.5, 2.6))
+    t = table.pivot(index='mixer', columns='sumix', values='test_accuracy_mean').rename(columns={False: 'mixer', True: '+ SUMix'})
+    t.plot.bar(ax=ax, rot=0); ax.set_ylim(max(0, t.values.min() - 0.05), min(1, t.values.max() + 0.03)); ax.set_ylabel('test accuracy')
+    ax.set_title(f"ResNet-10t, {p['cls_n']}/class, {p['su_epochs']} epochs", fontsize=9); ax.tick_params(labelsize=7); ax.legend(fontsize=8)
+    tables = {'per run': df}
+    if len(p['su_ablation']): tables['ablation (Table 6 at our scale)'] = abl
+    return Result('SUMix on cutting-based mixers (Fashion-MNIST few-shot)', table, {'sumix': fig}, note, tables)
+
+# %% ../nbs/90_reproduce.ipynb #0efada1a
 def environment() -> dict:
     "Versions of Python and the libraries a result depends on."
     import fastai, timm, torchvision
@@ -211,7 +258,7 @@ def write_report(out: Path, cfg: RunConfig, results: dict[str, Result], times: d
     (out/'config.json').write_text(json.dumps(dict(config=asdict(cfg), environment=environment(), argv=sys.argv), indent=1, default=str))
     return out/'results.md'
 
-# %% ../nbs/90_reproduce.ipynb #50b4b3ec
+# %% ../nbs/90_reproduce.ipynb #ac069196
 def run(cfg: RunConfig, show_progress: bool = True) -> dict[str, Result]:
     "Run the experiments of `cfg` (all registered ones unless `cfg.only`), writing the report after each."
     names = list(cfg.only) or list(EXPERIMENTS)
@@ -226,7 +273,7 @@ def run(cfg: RunConfig, show_progress: bool = True) -> dict[str, Result]:
             write_report(cfg.out, cfg, results, times)
     return results
 
-# %% ../nbs/90_reproduce.ipynb #a9d149c2
+# %% ../nbs/90_reproduce.ipynb #d57b316a
 def main(argv=None):
     "Entry point of the `diversification` console command."
     ap = argparse.ArgumentParser(prog='diversification', description='Reproducible companion to the diversification papers.')
