@@ -45,7 +45,7 @@ SIZES = {
                   su_epochs=1, su_test_n=10, su_robust=50, su_ablation=()),
     'quick': dict(cls_n=50, cls_epochs=15, seeds=(0,),      seg_data=(60, 20, 128, 256), seg_epochs=12, unet_base=16,
                   am_epochs=10, am_test_n=None, am_sweeps=False, sa_epochs=4, sa_ocr=(128, 64), es_epochs=5, es_extra=4,
-                  su_epochs=5, su_test_n=100, su_robust=200, su_ablation=()),
+                  su_epochs=12, su_test_n=100, su_robust=200, su_ablation=()),
     'full':  dict(cls_n=50, cls_epochs=40, seeds=(0, 1, 2), seg_data=(200, 60, 128, 256), seg_epochs=40, unet_base=32,
                   am_epochs=20, am_test_n=None, am_sweeps=True, sa_epochs=20, sa_ocr=(128, 64), es_epochs=24, es_extra=20,
                   su_epochs=20, su_test_n=None, su_robust=500, su_ablation=('cutmix', 'fmix', 'saliencymix')),
