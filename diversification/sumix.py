@@ -16,10 +16,10 @@ from .augmix_mixup import TermLossCallback, check_labels, _check_alpha
 
 # %% auto #0
 __all__ = ['MIXERS', 'CORRUPTIONS', 'MIX_ALPHA', 'PAPER_TABLE1_R18', 'SUMIX_ABLATION', 'MixParams', 'box_mask', 'fmix_masks',
-           'spectral_residual_saliency', 'draw_mix', 'apply_mix', 'mixed_ce', 'sumix_lambda', 'sumix_regulariser',
-           'normalized_uncertainty', 'sumix_loss', 'MixCallback', 'grad_cam', 'MixExplorer', 'corrupt',
-           'corruption_accuracy', 'occlusion_accuracy', 'fgsm_accuracy', 'train_mixer', 'robustness', 'run_sumix_table',
-           'summarize_sumix']
+           'spectral_residual_saliency', 'draw_mix', 'check_mix', 'apply_mix', 'mixed_ce', 'sumix_lambda',
+           'sumix_regulariser', 'normalized_uncertainty', 'sumix_loss', 'MixCallback', 'grad_cam', 'MixExplorer',
+           'corrupt', 'corruption_accuracy', 'occlusion_accuracy', 'fgsm_accuracy', 'train_mixer', 'robustness',
+           'run_sumix_table', 'summarize_sumix']
 
 # %% ../nbs/09_sumix.ipynb #64c5f613
 @dataclass
@@ -111,10 +111,18 @@ def draw_mix(kind: str, x: torch.Tensor, alpha: float = 1.0, generator=None, dec
         mask = box_mask(_boxes(lam0, H, W, g, centre), H, W)
     return MixParams(kind, perm, mask.mean((1, 2, 3)), mask)
 
+def check_mix(p: MixParams, B: int) -> MixParams:
+    "Check that mix parameters `p` carry a permutation and a lambda for a batch of `B` (a mixer that drops them is refused)."
+    for name in ('perm', 'lam'):
+        v = getattr(p, name, None)
+        if not isinstance(v, torch.Tensor): raise ValueError(f"the {getattr(p, 'kind', '?')!r} mixer returned no `{name}`: SUMix and the mixed CE need the pairing and the ratio")
+        if v.shape != (B,): raise ValueError(f"`{name}` of the mix has shape {tuple(v.shape)}, the batch has {B} samples (drawn for another batch?)")
+    return p
+
 def apply_mix(x: torch.Tensor, p: MixParams) -> torch.Tensor:
     "The mixed batch $M x + (1 - M) T(x_\\pi)$ for float batch `x` (any device)."
     if not x.is_floating_point(): raise TypeError(f"`x` must be a float batch to mix, got {x.dtype}")
-    if x.shape[0] != len(p.perm): raise ValueError(f"`x` has {x.shape[0]} samples but the mix was drawn for {len(p.perm)}")
+    check_mix(p, x.shape[0])
     if p.mask.shape[-2:] not in ((1, 1), tuple(x.shape[-2:])): raise ValueError(f"mask of size {tuple(p.mask.shape[-2:])} does not fit images of size {tuple(x.shape[-2:])}")
     src = x[p.perm.to(x.device)]
     if p.theta is not None:
@@ -126,7 +134,8 @@ def apply_mix(x: torch.Tensor, p: MixParams) -> torch.Tensor:
 def mixed_ce(logits: torch.Tensor, y: torch.Tensor, p: MixParams, lam: torch.Tensor | None = None) -> torch.Tensor:
     "Eq. 2 per sample: $\\lambda\\,CE(\\cdot, y) + (1-\\lambda)\\,CE(\\cdot, y_\\pi)$, averaged; `lam` overrides the mixer's $\\lambda$."
     check_labels(y, logits.shape[1])
-    if len(y) != logits.shape[0] or len(p.perm) != len(y): raise ValueError(f"batch sizes differ: logits {logits.shape[0]}, labels {len(y)}, mix {len(p.perm)}")
+    check_mix(p, len(y))
+    if len(y) != logits.shape[0]: raise ValueError(f"batch sizes differ: logits {logits.shape[0]}, labels {len(y)}")
     lam = (p.lam if lam is None else lam).to(logits.device, torch.float32)
     ce_a = F.cross_entropy(logits.float(), y, reduction='none')
     ce_b = F.cross_entropy(logits.float(), y[p.perm.to(y.device)], reduction='none')
