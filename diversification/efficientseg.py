@@ -21,7 +21,7 @@ from fastai.data.transforms import ItemTransform
 from .core import as_generator, check_image_batch, check_mask_batch, to_float
 from .data import SegDataset, cityscapes_items, CITYSCAPES_CLASSES, IGNORE_INDEX
 from .models import UNet, param_count
-from .seg_augmix import seg_tta, check_seg_target
+from .seg_augmix import seg_tta, check_seg_target, mean_over_seeds
 
 # %% auto #0
 __all__ = ['MBV3_LARGE', 'SEGMENTERS', 'EFFICIENTSEG_CLASS_WEIGHTS', 'ES_ROWS', 'PAPER_TABLE1', 'Bneck', 'mbv3_block',
@@ -188,7 +188,8 @@ def jpeg_compress(x: torch.Tensor, quality) -> torch.Tensor:
     "Encode and decode RGB batch `x` (uint8 or float) as baseline JPEG at per-image `quality` (1-100); same dtype back."
     x = check_image_batch(x, channels=(3,))
     B, _, H, W = x.shape
-    quality = torch.as_tensor(quality, device=x.device).expand(B) if torch.as_tensor(quality).ndim == 0 else torch.as_tensor(quality, device=x.device)
+    quality = torch.as_tensor(quality, device=x.device)
+    if quality.ndim == 0: quality = quality.expand(B)
     if quality.shape != (B,): raise ValueError(f"`quality` must be a number or one per image ({B}), got shape {tuple(quality.shape)}")
     if ((quality < 1) | (quality > 100)).any(): raise ValueError(f"`quality` must be in 1..100, got {quality.tolist()}")
     q = jpeg_quant_tables(quality)
@@ -433,9 +434,7 @@ def summarize_es(summary: pd.DataFrame, per_class: pd.DataFrame) -> tuple[pd.Dat
     t.columns = [f'{a}_{b}' for a, b in t.columns]
     t = t.reset_index().assign(params=summary.groupby('setting', sort=False).params.first().values,
                                seeds=summary.groupby('setting', sort=False).size().values)
-    pc = per_class.set_index('class')
-    rows = list(dict.fromkeys(c.split(' (seed')[0] for c in pc.columns))
-    m = pd.DataFrame({r: pc[[c for c in pc.columns if c.startswith(r + ' (seed')]].mean(axis=1) for r in rows})
+    m = mean_over_seeds(per_class)
     m.loc['mIoU'] = m.mean(skipna=True)
     m.index.name = 'class'
     return t, m.reset_index()

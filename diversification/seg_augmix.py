@@ -17,8 +17,8 @@ from .augmix_mixup import js_divergence, TermLossCallback
 # %% auto #0
 __all__ = ['SEG_AUGMIX_OPS', 'SEG_ROWS', 'RARE', 'check_seg_pool', 'seg_augmix', 'augmix_branches', 'check_seg_target',
            'pixel_jsd', 'SegAugMixJSD', 'ohem_cross_entropy', 'OhemCrossEntropy', 'poly_schedule', 'fit_poly',
-           'OCRHead', 'HRNetOCR', 'seg_tta', 'SegTTA', 'train_seg_row', 'run_seg_table', 'summarize_seg',
-           'plot_seg_classes']
+           'OCRHead', 'HRNetOCR', 'seg_tta', 'SegTTA', 'train_seg_row', 'run_seg_table', 'mean_over_seeds',
+           'summarize_seg', 'plot_seg_classes']
 
 # %% ../nbs/07_seg_augmix.ipynb #af790bb3
 SEG_AUGMIX_OPS = PIXEL_OPS + ('identity',)   # the paper's pool: 8 pixel ops and "None"
@@ -264,15 +264,18 @@ def run_seg_table(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | No
     pc = pd.DataFrame(per_class); pc.index.name = 'class'
     return pd.DataFrame(summary), pc.reset_index()
 
+def mean_over_seeds(per_class: pd.DataFrame) -> pd.DataFrame:
+    "Per-class IoU with one column per `<row> (seed <n>)` -> one column per row, averaged over its seeds (indexed by class)."
+    pc = per_class.set_index('class')
+    rows = list(dict.fromkeys(c.split(' (seed')[0] for c in pc.columns))
+    return pd.DataFrame({r: pc[[c for c in pc.columns if c.startswith(r + ' (seed')]].mean(axis=1) for r in rows})
+
 def summarize_seg(summary: pd.DataFrame, per_class: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Mean ± std over seeds per row, and the per-class IoU averaged over seeds (classes x rows)."
     t = summary.groupby('setting', sort=False)[['miou', 'miou_tta', 'pixel_acc']].agg(['mean', 'std'])
     t.columns = [f'{a}_{b}' for a, b in t.columns]
     t = t.reset_index().assign(seeds=summary.groupby('setting', sort=False).size().values)
-    pc = per_class.set_index('class')
-    rows = list(dict.fromkeys(c.split(' (seed')[0] for c in pc.columns))
-    mean_pc = pd.DataFrame({r: pc[[c for c in pc.columns if c.startswith(r + ' (seed')]].mean(axis=1) for r in rows})
-    return t, mean_pc.reset_index()
+    return t, mean_over_seeds(per_class).reset_index()
 
 RARE = ('wall', 'fence', 'pole', 'rider', 'truck', 'bus', 'train', 'motorcycle', 'bicycle')
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from .core import as_generator, check_image_batch, to_float
-from .augmix_mixup import TermLossCallback, check_labels, _check_alpha
+from .augmix_mixup import TermLossCallback, MixupParams, check_labels, draw_mixup_params, mixup_ce, _check_alpha
 
 # %% auto #0
 __all__ = ['MIXERS', 'CORRUPTIONS', 'MIX_ALPHA', 'PAPER_TABLE1_R18', 'SUMIX_ABLATION', 'MixParams', 'box_mask', 'fmix_masks',
@@ -30,11 +30,6 @@ class MixParams:
     lam: torch.Tensor                  # (B,) share of each image kept in the mix (mean of the mask)
     mask: torch.Tensor                 # (B, 1, H, W) or (B, 1, 1, 1) float, 1 = keep the image
     theta: torch.Tensor | None = None  # (B, 2, 3) affine (normalised coords) that places the partner, ResizeMix
-
-def _beta(B, alpha, g):
-    _check_alpha(alpha)
-    if alpha == 0: return torch.ones(B)
-    return torch._sample_dirichlet(torch.full((B, 2), float(alpha), dtype=torch.float64), generator=g)[:, 0].float()
 
 def _boxes(lam0, H, W, g, centre=None):
     "Boxes (y0, x0, y1, x1) of area (1 - lam0) HW, centred at `centre` (B, 2) or uniformly, clipped to the image."
@@ -86,8 +81,8 @@ def draw_mix(kind: str, x: torch.Tensor, alpha: float = 1.0, generator=None, dec
     if kind not in MIXERS: raise ValueError(f"unknown mixer {kind!r}; available: {MIXERS}")
     x = check_image_batch(x)
     B, _, H, W = x.shape; g = as_generator(generator)
-    perm = torch.randperm(B, generator=g)
     if kind == 'resizemix':
+        perm = torch.randperm(B, generator=g)
         lo, hi = scope
         if not 0 < lo <= hi <= 1: raise ValueError(f"`scope` must satisfy 0 < low <= high <= 1, got {scope}")
         tau = torch.rand(B, generator=g) * (hi - lo) + lo
@@ -100,7 +95,8 @@ def draw_mix(kind: str, x: torch.Tensor, alpha: float = 1.0, generator=None, dec
         ty, tx = -1 - (2 * y0 / H - 1) * sy, -1 - (2 * x0 / W - 1) * sx
         theta = torch.zeros(B, 2, 3); theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, tx, sy, ty
         return MixParams(kind, perm, mask.mean((1, 2, 3)), mask, theta)
-    lam0 = _beta(B, alpha, g)
+    mp = draw_mixup_params(B, alpha, g)                                        # partner and lambda_0 ~ Beta(alpha, alpha)
+    perm, lam0 = mp.perm, mp.lam
     if kind == 'mixup': return MixParams(kind, perm, lam0, lam0.view(B, 1, 1, 1))
     if kind == 'fmix': mask = fmix_masks(lam0, H, W, decay, g)
     else:
@@ -136,10 +132,7 @@ def mixed_ce(logits: torch.Tensor, y: torch.Tensor, p: MixParams, lam: torch.Ten
     check_labels(y, logits.shape[1])
     check_mix(p, len(y))
     if len(y) != logits.shape[0]: raise ValueError(f"batch sizes differ: logits {logits.shape[0]}, labels {len(y)}")
-    lam = (p.lam if lam is None else lam).to(logits.device, torch.float32)
-    ce_a = F.cross_entropy(logits.float(), y, reduction='none')
-    ce_b = F.cross_entropy(logits.float(), y[p.perm.to(y.device)], reduction='none')
-    return (lam * ce_a + (1 - lam) * ce_b).mean()
+    return mixup_ce(logits, y, MixupParams(p.lam if lam is None else lam, p.perm))
 
 # %% ../nbs/09_sumix.ipynb #a7b0e053
 def sumix_lambda(p_a: torch.Tensor, p_m: torch.Tensor, y: torch.Tensor, perm: torch.Tensor, lam: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -217,11 +210,8 @@ class MixCallback(TermLossCallback):
         if self.sumix:
             mod = self.feature_module or _classifier(self.learn.model)
             self._hook = mod.register_forward_hook(lambda m, inp, out: setattr(self, '_feat', inp[0]))
-    def after_fit(self):
+    def after_fit(self):                                                       # also reached from a cancelled fit
         super().after_fit()
-        if getattr(self, '_hook', None) is not None: self._hook.remove(); self._hook = None
-    def after_cancel_fit(self):
-        super().after_cancel_fit()
         if getattr(self, '_hook', None) is not None: self._hook.remove(); self._hook = None
 
     def before_batch(self):
@@ -270,7 +260,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None = No
     was_training = model.training; model.eval()
     try:
         with torch.enable_grad():
-            out = model(x.float().requires_grad_(True))                      # so that any layer (even the input) has a gradient
+            out = model(x.detach().float().requires_grad_(True))             # any layer (even the input) has a gradient; `x` untouched
             t = out.argmax(1) if target is None else torch.as_tensor(target, device=out.device)
             grads = torch.autograd.grad(out.gather(1, t[:, None]).sum(), store['a'])[0]
     finally: h.remove(); model.train(was_training)
