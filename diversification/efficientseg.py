@@ -27,9 +27,9 @@ from .seg_augmix import seg_tta, check_seg_target, mean_over_seeds
 __all__ = ['MBV3_LARGE', 'SEGMENTERS', 'EFFICIENTSEG_CLASS_WEIGHTS', 'ES_ROWS', 'PAPER_TABLE1', 'Bneck', 'mbv3_block',
            'conv_bn_act', 'EfficientSeg', 'build_segmenter', 'class_weights', 'WeightedCrossEntropy', 'rgb_to_hsv',
            'hsv_to_rgb', 'multiply_hue_brightness', 'jpeg_quant_tables', 'jpeg_compress', 'SegAugParams',
-           'draw_seg_aug_params', 'seg_aug_grid', 'apply_seg_aug', 'RareCropDataset', 'RareCropDL', 'EfficientSegAug',
-           'efficientseg_dls', 'step_schedule', 'efficientseg_learner', 'fit_step', 'flip_tta', 'FlipTTA',
-           'train_es_row', 'run_es_table', 'summarize_es', 'bench_segmenters']
+           'draw_seg_aug_params', 'seg_aug_grid', 'warp_labels', 'apply_seg_aug', 'RareCropDataset', 'RareCropDL',
+           'EfficientSegAug', 'efficientseg_dls', 'step_schedule', 'efficientseg_learner', 'fit_step', 'flip_tta',
+           'FlipTTA', 'train_es_row', 'run_es_table', 'summarize_es', 'bench_segmenters']
 
 # %% ../nbs/08_efficientseg.ipynb #967530a8
 @dataclass(frozen=True)
@@ -278,6 +278,11 @@ def seg_aug_grid(p: SegAugParams, in_size: tuple, device=None) -> torch.Tensor:
     iy, ix = f(p.anchor[:, 0]) + ry / f(p.scale[:, 0]), f(p.anchor[:, 1]) + rx / f(p.scale[:, 1])
     return torch.stack([2 * ix / W - 1, 2 * iy / H - 1], -1)
 
+def warp_labels(y: torch.Tensor, grid: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    "Sample label batch `y` (B, H, W) at `grid` (nearest); samples from outside the image are `ignore_index`."
+    yo = F.grid_sample((y + 1).float()[:, None], grid, mode='nearest', padding_mode='zeros', align_corners=False)[:, 0]
+    return torch.where(yo == 0, ignore_index, yo.long() - 1)
+
 def apply_seg_aug(x: torch.Tensor, y: torch.Tensor, p: SegAugParams, ignore_index: int = IGNORE_INDEX):
     "Apply `p` to image batch `x` (uint8 or float) and mask batch `y` jointly: `(x', y')` crops, `x'` in `x`'s dtype."
     x = check_image_batch(x, channels=(3,)); check_mask_batch(y, x, 'y')
@@ -287,8 +292,7 @@ def apply_seg_aug(x: torch.Tensor, y: torch.Tensor, p: SegAugParams, ignore_inde
     xo = F.grid_sample(torch.cat([xf, torch.ones_like(xf[:, :1])], 1), grid, mode='bilinear', padding_mode='zeros', align_corners=False)
     cover = xo[:, 3:]                                                             # how much of each sample lies inside the image
     xo = torch.where(cover > 0, xo[:, :3] / cover.clamp(min=1e-6), 0.)            # black outside, no dark seam at the edge
-    yo = F.grid_sample((y + 1).float()[:, None], grid, mode='nearest', padding_mode='zeros', align_corners=False)[:, 0]
-    yo = torch.where(yo == 0, ignore_index, yo.long() - 1)                       # outside the image: void
+    yo = warp_labels(y, grid, ignore_index)
     dev = lambda t: t.to(x.device)
     recolor = (p.hue != 1) | (p.brightness != 1)
     if recolor.any(): xo = torch.where(dev(recolor).view(-1, 1, 1, 1), multiply_hue_brightness(xo, dev(p.hue), dev(p.brightness)), xo)

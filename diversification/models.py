@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import timm
 
 # %% auto #0
-__all__ = ['timm_classifier', 'param_count', 'conv_bn_relu', 'UNet']
+__all__ = ['timm_classifier', 'param_count', 'conv_bn_relu', 'UNet', 'HRNetFeatures']
 
 # %% ../nbs/05_models.ipynb #bed6d6da
 def timm_classifier(name: str, num_classes: int, in_chans: int = 3, **kwargs) -> nn.Module:
@@ -52,3 +52,25 @@ class UNet(nn.Module):
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode='bilinear', align_corners=False), skip], 1))
         return self.head(x)[..., :H, :W]
+
+# %% ../nbs/05_models.ipynb #817c6808
+class HRNetFeatures(nn.Module):
+    "HRNetV2 trunk (timm HRNet `name`, from scratch): `(B, out_ch, H', W')` features at 1/4 of the input padded to 32."
+    def __init__(self, name: str = 'hrnet_w18_small', in_chans: int = 3):
+        super().__init__()
+        if not name.startswith('hrnet') or name not in timm.list_models():
+            raise ValueError(f"`name` must be a timm HRNet, e.g. 'hrnet_w18_small', 'hrnet_w18', 'hrnet_w48'; got {name!r}")
+        self.body = timm.create_model(name, pretrained=False, features_only=True, feature_location='', out_indices=(1, 2, 3, 4), in_chans=in_chans)
+        self.out_ch = sum(self.body.feature_info.channels())
+
+    def forward(self, x):
+        H, W = x.shape[-2:]
+        fs = self.body(F.pad(x, (0, -W % 32, 0, -H % 32)))
+        size = fs[0].shape[-2:]
+        return torch.cat([fs[0]] + [F.interpolate(f, size=size, mode='bilinear', align_corners=False) for f in fs[1:]], 1)
+
+    @staticmethod
+    def to_input(t: torch.Tensor, size: tuple) -> torch.Tensor:
+        "Bring a map computed on the features of an input of `size` back to that input's pixels (undo the stride and the padding)."
+        H, W = size
+        return F.interpolate(t, size=(H + -H % 32, W + -W % 32), mode='bilinear', align_corners=False)[..., :H, :W]

@@ -13,6 +13,7 @@ from fastai.callback.schedule import ParamScheduler
 from .core import as_generator, check_image_batch, check_mask_batch, to_float
 from .ops import PIXEL_OPS, resolve_ops, draw_augmix_params, apply_augmix, apply_chain
 from .augmix_mixup import js_divergence, TermLossCallback
+from .models import HRNetFeatures
 
 # %% auto #0
 __all__ = ['SEG_AUGMIX_OPS', 'SEG_ROWS', 'RARE', 'check_seg_pool', 'seg_augmix', 'augmix_branches', 'check_seg_target',
@@ -186,21 +187,12 @@ class HRNetOCR(nn.Module):
     "HRNetV2 (timm backbone by `name`, from scratch) + OCR. Training: `(main, aux)` logits; eval: main logits at input size."
     def __init__(self, name: str = 'hrnet_w18', num_classes: int = 19, in_chans: int = 3, ocr_mid: int = 512, key_ch: int = 256):
         super().__init__()
-        import timm
-        if not name.startswith('hrnet') or name not in timm.list_models(): raise ValueError(f"`name` must be a timm HRNet, e.g. 'hrnet_w18', 'hrnet_w48'; got {name!r}")
-        self.backbone = timm.create_model(name, pretrained=False, features_only=True, feature_location='', out_indices=(1, 2, 3, 4), in_chans=in_chans)
-        ch = sum(self.backbone.feature_info.channels())
-        self.head = OCRHead(ch, num_classes, ocr_mid, key_ch)
+        self.backbone = HRNetFeatures(name, in_chans)
+        self.head = OCRHead(self.backbone.out_ch, num_classes, ocr_mid, key_ch)
 
     def forward(self, x):
-        H, W = x.shape[-2:]
-        x = F.pad(x, (0, -W % 32, 0, -H % 32))                              # any input size: pad to the stride, crop back
-        fs = self.backbone(x)
-        size = fs[0].shape[-2:]
-        feats = torch.cat([fs[0]] + [F.interpolate(f, size=size, mode='bilinear', align_corners=False) for f in fs[1:]], 1)
-        main, aux = self.head(feats)
-        Hp, Wp = x.shape[-2:]
-        up = lambda t: F.interpolate(t, size=(Hp, Wp), mode='bilinear', align_corners=False)[..., :H, :W]
+        main, aux = self.head(self.backbone(x))
+        up = lambda t: self.backbone.to_input(t, x.shape[-2:])
         return (up(main), up(aux)) if self.training else up(main)
 
 # %% ../nbs/07_seg_augmix.ipynb #d2807c1a
@@ -279,13 +271,13 @@ def summarize_seg(summary: pd.DataFrame, per_class: pd.DataFrame) -> tuple[pd.Da
 
 RARE = ('wall', 'fence', 'pole', 'rider', 'truck', 'bus', 'train', 'motorcycle', 'bicycle')
 
-def plot_seg_classes(mean_pc: pd.DataFrame, ax=None):
-    "Per-class IoU of each row side by side (rare classes in bold)."
+def plot_seg_classes(mean_pc: pd.DataFrame, ax=None, highlight=RARE):
+    "Per-class IoU of each row side by side (the classes in `highlight`, by default the rare ones, in bold)."
     import matplotlib.pyplot as plt
     d = mean_pc.set_index('class')
     ax = ax or plt.subplots(figsize=(4.5, 5))[1]
     d.iloc[::-1].plot.barh(ax=ax, width=0.8)
     for lbl in ax.get_yticklabels():
-        if lbl.get_text() in RARE: lbl.set_fontweight('bold')
+        if lbl.get_text() in highlight: lbl.set_fontweight('bold')
     ax.set_xlabel('IoU'); ax.set_ylabel(''); ax.legend(fontsize=8); ax.tick_params(labelsize=8)
     return ax
