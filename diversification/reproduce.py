@@ -27,11 +27,12 @@ from . import augmix_mixup as am
 from . import seg_augmix as sa
 from . import efficientseg as es
 from . import sumix as su
+from . import tail_cutmix as tc
 
 # %% auto #0
 __all__ = ['SIZES', 'EXPERIMENTS', 'PAPER_TABLE2_B0', 'PAPER_TABLE7', 'RunConfig', 'Result', 'experiment',
            'baseline_classification', 'baseline_segmentation', 'augmix_mixup', 'seg_augmix_ocr', 'efficientseg',
-           'sumix', 'environment', 'md_table', 'write_report', 'run', 'main']
+           'sumix', 'tail_cutmix', 'environment', 'md_table', 'write_report', 'run', 'main']
 
 # %% ../nbs/90_reproduce.ipynb #f4c73a5d
 SIZES = {
@@ -40,15 +41,17 @@ SIZES = {
     #          sa: seg-AugMix/OHEM/HRNet-OCR epochs, OCR (mid, key) channels
     #          es: EfficientSeg/U-Net epochs, rare-class crops per class per epoch
     #          su: SUMix epochs, test images per class, images for the robustness scores, Table 6 ablation mixers
+    #          tc: tail CutMix epochs for M0/M1, fine-tuning epochs for each M2-j and the control
     'ci':    dict(cls_n=5,  cls_epochs=1,  seeds=(0,),      seg_data=(8, 4, 64, 128),    seg_epochs=1,  unet_base=8,
                   am_epochs=1, am_test_n=10, am_sweeps=False, sa_epochs=1, sa_ocr=(32, 16), es_epochs=1, es_extra=1,
-                  su_epochs=1, su_test_n=10, su_robust=50, su_ablation=()),
+                  su_epochs=1, su_test_n=10, su_robust=50, su_ablation=(), tc_epochs=1, tc_ft=1),
     'quick': dict(cls_n=50, cls_epochs=15, seeds=(0,),      seg_data=(60, 20, 128, 256), seg_epochs=12, unet_base=16,
                   am_epochs=10, am_test_n=None, am_sweeps=False, sa_epochs=4, sa_ocr=(128, 64), es_epochs=5, es_extra=4,
-                  su_epochs=12, su_test_n=100, su_robust=200, su_ablation=()),
+                  su_epochs=12, su_test_n=100, su_robust=200, su_ablation=(), tc_epochs=6, tc_ft=1),
     'full':  dict(cls_n=50, cls_epochs=40, seeds=(0, 1, 2), seg_data=(200, 60, 128, 256), seg_epochs=40, unet_base=32,
                   am_epochs=20, am_test_n=None, am_sweeps=True, sa_epochs=20, sa_ocr=(128, 64), es_epochs=24, es_extra=20,
-                  su_epochs=20, su_test_n=None, su_robust=500, su_ablation=('cutmix', 'fmix', 'saliencymix')),
+                  su_epochs=20, su_test_n=None, su_robust=500, su_ablation=('cutmix', 'fmix', 'saliencymix'),
+                  tc_epochs=24, tc_ft=4),
 }
 
 @dataclass
@@ -225,6 +228,25 @@ def sumix(cfg: RunConfig, show_progress: bool = True) -> Result:
     return Result('SUMix on cutting-based mixers (Fashion-MNIST few-shot)', table, {'sumix': fig}, note, tables)
 
 # %% ../nbs/90_reproduce.ipynb #0efada1a
+@experiment('tail_cutmix')
+def tail_cutmix(cfg: RunConfig, show_progress: bool = True) -> Result:
+    "Multi-level tail-pixel CutMix with scale attention and the class-wise ensemble vs the baseline (SynthCity)."
+    p = cfg.params
+    root, size = _seg_root(cfg, show_progress)
+    summary, per_class, buckets = tc.run_tail_table(root, size=size, epochs=p['tc_epochs'], ft_epochs=p['tc_ft'], seeds=cfg.seeds,
+                                                    device=cfg.device, progress=show_progress)
+    table, mean_pc = tc.summarize_tail(summary, per_class)
+    tail0 = sorted(buckets[(buckets.seed == buckets.seed.min()) & (buckets.final_bucket == 'tail')].cls)
+    ax = sa.plot_seg_classes(mean_pc[mean_pc['class'] != 'mIoU'], highlight=tail0)
+    ax.set_title(f"{p['tc_epochs']} epochs (+{p['tc_ft']} per tail model), tail classes in bold", fontsize=9)
+    m = table.set_index('setting')
+    note = (f"mIoU {', '.join(f'{k} {v:.3f}' for k, v in m.miou_mean.items())}; tail-class mIoU "
+            f"{', '.join(f'{k} {v:.3f}' for k, v in m.tail_miou_mean.items())}; tail classes (seed {buckets.seed.min()}): {tail0}. "
+            "The paper's Table 1 (MiniCity test, not ours): baseline 0.39, multi-level tail CutMix 0.66 IoU class")
+    return Result('Tail-pixel CutMix + scale attention (SynthCity)', table, {'tail_cutmix_iou': ax.figure}, note,
+                  {'per seed': summary, 'per-class IoU (mean over seeds)': mean_pc, 'buckets': buckets})
+
+# %% ../nbs/90_reproduce.ipynb #a9d149c2
 def environment() -> dict:
     "Versions of Python and the libraries a result depends on."
     import fastai, timm, torchvision
@@ -258,7 +280,7 @@ def write_report(out: Path, cfg: RunConfig, results: dict[str, Result], times: d
     (out/'config.json').write_text(json.dumps(dict(config=asdict(cfg), environment=environment(), argv=sys.argv), indent=1, default=str))
     return out/'results.md'
 
-# %% ../nbs/90_reproduce.ipynb #ac069196
+# %% ../nbs/90_reproduce.ipynb #32f845c6
 def run(cfg: RunConfig, show_progress: bool = True) -> dict[str, Result]:
     "Run the experiments of `cfg` (all registered ones unless `cfg.only`), writing the report after each."
     names = list(cfg.only) or list(EXPERIMENTS)
@@ -273,7 +295,7 @@ def run(cfg: RunConfig, show_progress: bool = True) -> dict[str, Result]:
             write_report(cfg.out, cfg, results, times)
     return results
 
-# %% ../nbs/90_reproduce.ipynb #d57b316a
+# %% ../nbs/90_reproduce.ipynb #28f66123
 def main(argv=None):
     "Entry point of the `diversification` console command."
     ap = argparse.ArgumentParser(prog='diversification', description='Reproducible companion to the diversification papers.')
