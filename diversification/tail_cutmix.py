@@ -482,8 +482,9 @@ def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=
     summary, per_class, bucket_rows = [], {}, []
     kw = dict(size=size, bs=bs, device=device)
     for seed in (master_bar(seeds) if progress else seeds):
-        def add(name, model, t_train, tail_ids):
-            r, r1 = _score(model, val, size, bs, scales), _score(model, val, size, bs, (1.0,))
+        def add(name, model, t_train, tail_ids, r=None):
+            r = r if r is not None else _score(model, val, size, bs, scales)
+            r1 = _score(model, val, size, bs, (1.0,))
             iou = r.table().set_index('name')['IoU']
             summary.append(dict(setting=name, seed=seed, miou=r.summary()['miou'], miou_1x=r1.summary()['miou'],
                                 tail_miou=float(np.nanmean(iou.loc[tail_ids])) if tail_ids else np.nan,
@@ -492,10 +493,11 @@ def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=
             return iou
         t = time.time(); m0 = train_tail_model(root, epochs=epochs, lr=lr, seed=seed, **kw)
         t_m0 = time.time() - t
-        iou0 = _score(m0.model, val, size, bs, scales).table().set_index('name')['IoU']
+        r0 = _score(m0.model, val, size, bs, scales)                               # scored once: buckets and the table row
+        iou0 = r0.table().set_index('name')['IoU']
         b0 = class_buckets(freq, head, tail); b1 = adjust_buckets(b0, iou0, low, high); T = tail_classes(b1)
         bucket_rows += [dict(seed=seed, cls=c, fraction=freq[c], bucket=b0[c], baseline_iou=iou0[c], final_bucket=b1[c]) for c in b0]
-        add(TAIL_ROWS[0], m0.model, t_m0, T)
+        add(TAIL_ROWS[0], m0.model, t_m0, T, r0)
         t = time.time(); m1 = train_tail_model(root, epochs=epochs, lr=lr, seed=seed, tail=T, p=p, levels=(0,), **kw)
         add(TAIL_ROWS[1], m1.model, time.time() - t, T)
         init = {k: v.detach().clone() for k, v in m1.model.state_dict().items()}
