@@ -25,8 +25,8 @@ __all__ = ['VARIANTS', 'EFFICIENTNET_PRESETS', 'DEFAULTS', 'TABLE2_ROWS', 'SWEEP
            'jsd_loss', 'MixupParams', 'draw_mixup_params', 'apply_mixup', 'mixup_ce', 'check_labels',
            'augmix_mixup_loss', 'TermLossCallback', 'AugMixMixup', 'EfficientNetPreset', 'efficientnet_from_preset',
            'efficientnet_opt', 'efficientnet_lr_schedule', 'efficientnet_learner', 'fit_preset', 'random_crop_boxes',
-           'crop_resize', 'tta_predict', 'random_crop_tta', 'step_cost', 'train_variant', 'run_table', 'summarize',
-           'sensitivity_table', 'plot_table']
+           'crop_resize', 'tta_predict', 'predict_probs', 'random_crop_tta', 'step_cost', 'fit_variant',
+           'train_variant', 'run_table', 'summarize', 'sensitivity_table', 'plot_table']
 
 # %% ../nbs/06_augmix_mixup.ipynb #23d74ef6
 def augmix_views(x: torch.Tensor, n_views: int = 2, severity: float = 3, width: int = 3, depth: int = -1,
@@ -316,14 +316,21 @@ def tta_predict(model: nn.Module, x: torch.Tensor, n_crops: int = 10, crop_frac:
         acc = p if acc is None else acc.add_(p)
     return acc / n_crops
 
-def random_crop_tta(learn: Learner, dl=None, n_crops: int = 10, crop_frac: float = 0.875, seed: int = 0, progress: bool = True):
-    "10-crop TTA over `dl` (default: the validation set) with `learn.model`: `(probs, targets)` on the CPU."
-    dl = dl or learn.dls.valid
-    model, g = learn.model.eval(), as_generator(seed)
+@torch.no_grad()
+def predict_probs(model, dl, n_crops: int = 0, crop_frac: float = 0.875, seed: int = 0, progress: bool = True):
+    """Softmax of `model` (a module or a Learner) over `dl`: `(probs, targets)` on the CPU; `n_crops` > 0 averages that
+    many random crops per image (`tta_predict`), 0 is a single view."""
+    if n_crops < 0: raise ValueError(f"`n_crops` must be >= 0, got {n_crops}")
+    model, g = (model.model if isinstance(model, Learner) else model).eval(), as_generator(seed)
     probs, targs = [], []
     for xb, yb in (progress_bar(dl, leave=False) if progress else dl):
-        probs.append(tta_predict(model, xb, n_crops, crop_frac, g).cpu()); targs.append(yb.cpu())
+        p = tta_predict(model, xb, n_crops, crop_frac, g) if n_crops else model(xb).float().softmax(1)
+        probs.append(p.cpu()); targs.append(yb.cpu())
     return torch.cat(probs), torch.cat(targs)
+
+def random_crop_tta(learn: Learner, dl=None, n_crops: int = 10, crop_frac: float = 0.875, seed: int = 0, progress: bool = True):
+    "10-crop TTA over `dl` (default: the validation set) with `learn.model`: `(probs, targets)` on the CPU."
+    return predict_probs(learn.model, dl or learn.dls.valid, n_crops, crop_frac, seed, progress)
 
 # %% ../nbs/06_augmix_mixup.ipynb #696b1068
 def step_cost(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int = 5, seed: int = 0, **cb_kwargs) -> dict:
@@ -354,9 +361,9 @@ def step_cost(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int = 5, se
     return dict(plain_s=t_plain, joint_s=t_joint, views_s=t_views, ratio=t_joint / t_plain, views_share=t_views / t_joint)
 
 # %% ../nbs/06_augmix_mixup.ipynb #58650b23
-def train_variant(dls, variant: dict, model: str = 'resnet10t', epochs: int = 15, lr: float = 3e-3, seed: int = 0,
-                  tta: bool = False, progress: bool = False) -> dict:
-    "Train `model` from scratch with `AugMixMixup(**variant)` and return its test accuracy (and 10-crop TTA accuracy)."
+def fit_variant(dls, variant: dict, model: str = 'resnet10t', epochs: int = 15, lr: float = 3e-3, seed: int = 0,
+                progress: bool = False) -> Learner:
+    "Train the timm model `model` from scratch with `AugMixMixup(**variant)` and the one-cycle schedule; return the Learner."
     from fastai.metrics import accuracy
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401
     from diversification.core import set_seed
@@ -364,10 +371,16 @@ def train_variant(dls, variant: dict, model: str = 'resnet10t', epochs: int = 15
     set_seed(seed)
     in_chans = dls.one_batch()[0].shape[1]
     learn = Learner(dls, timm_classifier(model, dls.c, in_chans=in_chans), metrics=accuracy, cbs=AugMixMixup(seed=seed, **variant))
+    with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit_one_cycle(epochs, lr)
+    return learn
+
+def train_variant(dls, variant: dict, model: str = 'resnet10t', epochs: int = 15, lr: float = 3e-3, seed: int = 0,
+                  tta: bool = False, progress: bool = False) -> dict:
+    "Train `model` from scratch with `AugMixMixup(**variant)` and return its test accuracy (and 10-crop TTA accuracy)."
     t0 = time.time()
-    with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()):
-        learn.fit_one_cycle(epochs, lr)
-        out = dict(test_accuracy=float(learn.validate()[1]), train_s=time.time() - t0)
+    learn = fit_variant(dls, variant, model, epochs, lr, seed, progress)
+    t_train = time.time() - t0
+    with learn.no_logging(), learn.no_bar(): out = dict(test_accuracy=float(learn.validate()[1]), train_s=t_train)
     if tta:
         p, t = random_crop_tta(learn, seed=seed, progress=progress)
         out['tta_accuracy'] = float((p.argmax(1) == t).float().mean())
@@ -405,10 +418,8 @@ def run_table(n_per_class: int = 50, epochs: int = 15, seeds=(0, 1, 2), rows: di
 
 def summarize(df) -> pd.DataFrame:
     "Mean and std over seeds of test (and TTA) accuracy, per setting, in the order the settings were run."
-    cols = [c for c in ('test_accuracy', 'tta_accuracy') if c in df]
-    g = df.groupby(['group', 'setting'], sort=False)[cols].agg(['mean', 'std'])
-    g.columns = [f'{a}_{b}' for a, b in g.columns]
-    return g.reset_index().assign(seeds=df.groupby(['group', 'setting'], sort=False).size().values)
+    from diversification.metrics import mean_std
+    return mean_std(df, ['group', 'setting'], ['test_accuracy', 'tta_accuracy'])
 
 def sensitivity_table(df) -> pd.DataFrame:
     "Tables 4-6 at our scale: test accuracy (mean ± std over seeds) per value of alpha, beta, gamma, the others at their defaults."

@@ -434,10 +434,9 @@ def run_es_table(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | Non
 
 def summarize_es(summary: pd.DataFrame, per_class: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Mean ± std over seeds per row; per-class IoU (flip TTA) averaged over seeds, with an mIoU row, like the paper's Table 1."
-    t = summary.groupby('setting', sort=False)[['miou', 'miou_flip', 'pixel_acc']].agg(['mean', 'std'])
-    t.columns = [f'{a}_{b}' for a, b in t.columns]
-    t = t.reset_index().assign(params=summary.groupby('setting', sort=False).params.first().values,
-                               seeds=summary.groupby('setting', sort=False).size().values)
+    from diversification.metrics import mean_std
+    t = mean_std(summary, 'setting', ['miou', 'miou_flip', 'pixel_acc'])
+    t.insert(len(t.columns) - 1, 'params', summary.groupby('setting', sort=False).params.first().values)
     m = mean_over_seeds(per_class)
     m.loc['mIoU'] = m.mean(skipna=True)
     m.index.name = 'class'

@@ -20,7 +20,7 @@ from fastcore.basics import patch
 __all__ = ['CITYSCAPES_CLASSES', 'CITYSCAPES_CATEGORIES', 'INSTANCE_CLASSES', 'INSTANCE_CATEGORIES',
            'CITYSCAPES_AVG_INSTANCE_SIZE', 'label_to_train_id', 'train_to_label_id', 'as_label_batch', 'check_ids',
            'confusion_matrix', 'instance_stats', 'nanmean', 'iou_from_counts', 'SegResult', 'SegEvaluator', 'SegIoU',
-           'mIoU', 'plot_class_iou', 'instance_ids_path', 'evaluate_segmenter']
+           'mIoU', 'plot_class_iou', 'instance_ids_path', 'evaluate_segmenter', 'mean_std']
 
 # %% ../nbs/04_metrics.ipynb #17158af9
 _EVAL_LABELS = sorted((lb for lb in cs_labels if not lb.ignoreInEval and 0 <= lb.trainId < 255), key=lambda lb: lb.trainId)
@@ -324,3 +324,14 @@ def evaluate_segmenter(model, items, bs: int = 4, size: tuple | None = None, dev
         inst = torch.from_numpy(np.stack([np.asarray(open_image(p, None), dtype=np.int64) for p in inst_paths])) if all(inst_paths) else None
         ev.update(pred[:, 0].long().cpu(), target, inst)
     return ev.compute()
+
+# %% ../nbs/04_metrics.ipynb #a2abf32f
+def mean_std(df, by, cols, count: str | None = 'seeds'):
+    "Mean and std of `cols` per group of `by` (first-seen order) as `<col>_mean`, `<col>_std`, plus the group size as `count`."
+    by, cols = ([by] if isinstance(by, str) else list(by)), [c for c in cols if c in df]
+    g = df.groupby(by, sort=False)
+    t = g[cols].agg(['mean', 'std'])
+    t.columns = [f'{a}_{b}' for a, b in t.columns]
+    t = t.reset_index()
+    if count: t[count] = g.size().values
+    return t

@@ -4,7 +4,8 @@
 
 # %% ../nbs/07_seg_augmix.ipynb #de02d85d
 from __future__ import annotations
-import contextlib, math, time
+import contextlib, math, re, time
+from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -18,8 +19,8 @@ from .models import HRNetFeatures
 # %% auto #0
 __all__ = ['SEG_AUGMIX_OPS', 'SEG_ROWS', 'RARE', 'check_seg_pool', 'seg_augmix', 'augmix_branches', 'check_seg_target',
            'pixel_jsd', 'SegAugMixJSD', 'ohem_cross_entropy', 'OhemCrossEntropy', 'poly_schedule', 'fit_poly',
-           'OCRHead', 'HRNetOCR', 'seg_tta', 'SegTTA', 'train_seg_row', 'run_seg_table', 'mean_over_seeds',
-           'summarize_seg', 'plot_seg_classes']
+           'OCRHead', 'HRNetOCR', 'seg_tta', 'SegTTA', 'seg_row_learner', 'train_seg_row', 'seg_row_path',
+           'load_seg_row', 'run_seg_table', 'mean_over_seeds', 'summarize_seg', 'plot_seg_classes']
 
 # %% ../nbs/07_seg_augmix.ipynb #af790bb3
 SEG_AUGMIX_OPS = PIXEL_OPS + ('identity',)   # the paper's pool: 8 pixel ops and "None"
@@ -197,20 +198,27 @@ class HRNetOCR(nn.Module):
 
 # %% ../nbs/07_seg_augmix.ipynb #d2807c1a
 @torch.no_grad()
-def seg_tta(model: nn.Module, x: torch.Tensor, scales=(0.75, 1.0, 1.25), flip: bool = True) -> torch.Tensor:
-    "Average softmax of `model` over `scales` and (optionally) horizontal flips, at `x`'s size: `(B, C, H, W)` probabilities."
+def seg_tta(model: nn.Module, x: torch.Tensor, scales=(0.75, 1.0, 1.25), flip: bool = True, weight=None, out=None) -> torch.Tensor:
+    """Average softmax of `model` over `scales` and (optionally) horizontal flips, at `x`'s size: `(B, C, H, W)` probabilities.
+    With `weight` (a number or one per class) and/or `out`, returns `out + weight * average`, adding into `out` in place:
+    ensembles stream over models with one running sum."""
     x = check_image_batch(x)
     if not len(scales) or any(s <= 0 for s in scales): raise ValueError(f"`scales` must be positive numbers, got {scales}")
     H, W = x.shape[-2:]
-    acc, n = None, 0
-    for s in scales:
+    views = [(s, fl) for s in scales for fl in ((False, True) if flip else (False,))]
+    w = torch.as_tensor(1.0 if weight is None else weight, dtype=torch.float32, device=x.device)
+    if w.ndim > 1: raise ValueError(f"`weight` must be a number or one number per class, got shape {tuple(w.shape)}")
+    w = w.view(1, -1, 1, 1) / len(views)
+    for s, fl in views:
         xs_ = x if s == 1 else F.interpolate(x, scale_factor=s, mode='bilinear', align_corners=False)
-        for fl in ((False, True) if flip else (False,)):
-            out = _main(model(xs_.flip(-1) if fl else xs_))
-            out = out.flip(-1) if fl else out
-            p = F.interpolate(out.float(), size=(H, W), mode='bilinear', align_corners=False).softmax(1)
-            acc = p if acc is None else acc.add_(p); n += 1
-    return acc / n
+        o = _main(model(xs_.flip(-1) if fl else xs_))
+        o = o.flip(-1) if fl else o
+        p = F.interpolate(o.float(), size=(H, W), mode='bilinear', align_corners=False).softmax(1).mul_(w)
+        if out is None: out = p
+        elif out.shape != p.shape: raise ValueError(f"`out` has shape {tuple(out.shape)}, the model's average {tuple(p.shape)}")
+        else: out.add_(p)
+        del o, p                                                     # nothing but `out` outlives the view
+    return out
 
 class SegTTA(nn.Module):
     "A model whose forward is `seg_tta(model, x, scales, flip)` (probabilities; their argmax is the prediction)."
@@ -224,21 +232,43 @@ SEG_ROWS = {
     '+seg-AugMix': dict(ohem=False, segaugmix=True),
 }
 
-def train_seg_row(dls, ohem: bool, segaugmix: bool, model: str = 'hrnet_w18', epochs: int = 10, lr: float = 0.01, seed: int = 0,
-                  ocr_mid: int = 128, key_ch: int = 64, min_kept: int = 20_000, progress: bool = False):
-    "Train HRNet + OCR from scratch with the row's loss/augmentation and the poly schedule; return the Learner."
+def seg_row_learner(dls, ohem: bool, segaugmix: bool, model: str = 'hrnet_w18', seed: int = 0, ocr_mid: int = 128, key_ch: int = 64,
+                    min_kept: int = 20_000):
+    "A Learner for one row: HRNet + OCR from scratch with the row's loss (OHEM or plain CE) and seg-AugMix + JSD callback."
     from fastai.learner import Learner
     from diversification.core import set_seed
     set_seed(seed)
-    learn = Learner(dls, HRNetOCR(model, 19, ocr_mid=ocr_mid, key_ch=key_ch), loss_func=OhemCrossEntropy(min_kept=min_kept, ohem=ohem),
-                    cbs=[SegAugMixJSD(weight=1.0, seed=seed)] if segaugmix else [])
+    return Learner(dls, HRNetOCR(model, 19, ocr_mid=ocr_mid, key_ch=key_ch), loss_func=OhemCrossEntropy(min_kept=min_kept, ohem=ohem),
+                   cbs=[SegAugMixJSD(weight=1.0, seed=seed)] if segaugmix else [])
+
+def train_seg_row(dls, ohem: bool, segaugmix: bool, epochs: int = 10, lr: float = 0.01, progress: bool = False, **kwargs):
+    "Train one row (`seg_row_learner(dls, ohem, segaugmix, **kwargs)`) with the poly schedule; return the Learner."
+    learn = seg_row_learner(dls, ohem, segaugmix, **kwargs)
     with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): fit_poly(learn, epochs, lr)
     return learn
 
+def seg_row_path(store, name: str, seed: int) -> Path:
+    "Where `run_seg_table` keeps the model of row `name` and `seed` in the folder `store`."
+    return Path(store)/f"{re.sub('[^0-9a-zA-Z]+', '_', name).strip('_').lower()}-seed{seed}.pt"
+
+def load_seg_row(path) -> HRNetOCR:
+    "The HRNet + OCR model saved by `run_seg_table` at `path`, rebuilt from its configuration (eval mode)."
+    from diversification.core import load_checkpoint
+    ck = load_checkpoint(path)
+    if ck is None: raise FileNotFoundError(f"no model checkpoint at {path}")
+    c = ck['config']
+    net = HRNetOCR(c['model'], 19, ocr_mid=c.get('ocr_mid', 128), key_ch=c.get('key_ch', 64))
+    net.load_state_dict(ck['state'])
+    return net.eval()
+
 def run_seg_table(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | None = None, model: str = 'hrnet_w18',
-                  bs: int = 4, tta_scales=(0.75, 1.0, 1.25), progress: bool = True, **kw):
-    "Train every row for every seed on `root`'s train split, score val: (summary DataFrame, per-class IoU DataFrame)."
+                  bs: int = 4, lr: float = 0.01, ocr_mid: int = 128, key_ch: int = 64, min_kept: int = 20_000,
+                  tta_scales=(0.75, 1.0, 1.25), store=None, progress: bool = True):
+    """Train every row for every seed on `root`'s train split, score val: (summary DataFrame, per-class IoU DataFrame).
+    With a `store` folder each model is saved there (`seg_row_path`), and a model already saved with the same
+    configuration is loaded instead of trained again (resume; reuse by the ensemble notebook)."""
     from fastprogress.fastprogress import master_bar
+    from diversification.core import save_checkpoint, load_checkpoint
     from diversification.data import seg_dls, cityscapes_items
     from diversification.metrics import evaluate_segmenter
     rows = SEG_ROWS if rows is None else rows
@@ -247,7 +277,16 @@ def run_seg_table(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | No
     jobs = [(n, r, s) for n, r in rows.items() for s in seeds]
     for name, r, seed in (master_bar(jobs) if progress else jobs):
         dls = seg_dls(root, bs=bs, size=size, seed=seed)
-        t0 = time.time(); learn = train_seg_row(dls, **r, model=model, epochs=epochs, seed=seed, **kw); t_train = time.time() - t0
+        arch = dict(model=model, ocr_mid=ocr_mid, key_ch=key_ch)
+        cfg = dict(root=str(root), row=name, **r, **arch, size=size, epochs=epochs, seed=seed, bs=bs, lr=lr, min_kept=min_kept)
+        learn = seg_row_learner(dls, **r, **arch, seed=seed, min_kept=min_kept)
+        ck = load_checkpoint(seg_row_path(store, name, seed), learn.model, cfg) if store else None
+        if ck is None:
+            t0 = time.time()
+            with learn.no_logging(), learn.no_bar(): fit_poly(learn, epochs, lr)
+            t_train = time.time() - t0
+            if store: save_checkpoint(seg_row_path(store, name, seed), learn.model, cfg, train_s=t_train)
+        else: t_train = ck['info']['train_s']
         single = evaluate_segmenter(learn.model, val, bs=bs, size=size)
         tta = evaluate_segmenter(SegTTA(learn.model, tta_scales), val, bs=bs, size=size)
         summary.append(dict(setting=name, seed=seed, miou=single.summary()['miou'], miou_tta=tta.summary()['miou'],
@@ -264,10 +303,8 @@ def mean_over_seeds(per_class: pd.DataFrame) -> pd.DataFrame:
 
 def summarize_seg(summary: pd.DataFrame, per_class: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Mean ± std over seeds per row, and the per-class IoU averaged over seeds (classes x rows)."
-    t = summary.groupby('setting', sort=False)[['miou', 'miou_tta', 'pixel_acc']].agg(['mean', 'std'])
-    t.columns = [f'{a}_{b}' for a, b in t.columns]
-    t = t.reset_index().assign(seeds=summary.groupby('setting', sort=False).size().values)
-    return t, mean_over_seeds(per_class).reset_index()
+    from diversification.metrics import mean_std
+    return mean_std(summary, 'setting', ['miou', 'miou_tta', 'pixel_acc']), mean_over_seeds(per_class).reset_index()
 
 RARE = ('wall', 'fence', 'pole', 'rider', 'truck', 'bus', 'train', 'motorcycle', 'bicycle')
 

@@ -449,11 +449,10 @@ def run_sumix_table(n_per_class: int = 50, epochs: int = 15, seeds=(0, 1, 2), ki
 
 def summarize_sumix(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Table 1 (mixer x with/without SUMix, mean ± std and the gain) and Table 6 (ablation rows), from `run_sumix_table`."
+    from diversification.metrics import mean_std
     cols = [c for c in ('test_accuracy', 'corruption_acc', 'fgsm_acc', 'occlusion50_acc') if c in df]
     main = df[df.row.isin(['mixer', '+ lambda-hat + R(both)'])]
-    t = main.groupby(['mixer', 'sumix'], sort=False)[cols].agg(['mean', 'std'])
-    t.columns = [f'{a}_{b}' for a, b in t.columns]
-    t = t.reset_index()
+    t = mean_std(main, ['mixer', 'sumix'], cols, count=None)
     gain = t.pivot(index='mixer', columns='sumix', values='test_accuracy_mean')
     t['gain_vs_mixer'] = t.apply(lambda r: gain.loc[r.mixer, True] - gain.loc[r.mixer, False] if r.sumix and False in gain.columns else np.nan, axis=1)
     abl = df.groupby(['mixer', 'row'], sort=False).test_accuracy.agg(['mean', 'std', 'size']).reset_index()

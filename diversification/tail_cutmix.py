@@ -513,10 +513,8 @@ def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=
 def summarize_tail(summary: pd.DataFrame, per_class: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Mean ± std over seeds per row; per-class IoU (attention chain) averaged over seeds, with an mIoU row."
     from diversification.seg_augmix import mean_over_seeds
-    cols = ['miou', 'miou_1x', 'tail_miou', 'pixel_acc']
-    t = summary.groupby('setting', sort=False)[cols].agg(['mean', 'std'])
-    t.columns = [f'{a}_{b}' for a, b in t.columns]
-    t = t.reset_index().assign(seeds=summary.groupby('setting', sort=False).size().values)
+    from diversification.metrics import mean_std
+    t = mean_std(summary, 'setting', ['miou', 'miou_1x', 'tail_miou', 'pixel_acc'])
     m = mean_over_seeds(per_class)
     m.loc['mIoU'] = m.mean(skipna=True)
     m.index.name = 'class'
