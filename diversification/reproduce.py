@@ -28,11 +28,12 @@ from . import seg_augmix as sa
 from . import efficientseg as es
 from . import sumix as su
 from . import tail_cutmix as tc
+from . import ensemble as en
 
 # %% auto #0
 __all__ = ['SIZES', 'EXPERIMENTS', 'PAPER_TABLE2_B0', 'PAPER_TABLE7', 'RunConfig', 'Result', 'experiment',
            'baseline_classification', 'baseline_segmentation', 'augmix_mixup', 'seg_augmix_ocr', 'efficientseg',
-           'sumix', 'tail_cutmix', 'environment', 'md_table', 'write_report', 'run', 'main']
+           'sumix', 'tail_cutmix', 'ensemble', 'environment', 'md_table', 'write_report', 'run', 'main']
 
 # %% ../nbs/90_reproduce.ipynb #f4c73a5d
 SIZES = {
@@ -42,16 +43,19 @@ SIZES = {
     #          es: EfficientSeg/U-Net epochs, rare-class crops per class per epoch
     #          su: SUMix epochs, test images per class, images for the robustness scores, Table 6 ablation mixers
     #          tc: tail CutMix epochs for M0/M1, fine-tuning epochs for each M2-j and the control
+    #          en: ensemble members (timm classifiers) and their epochs; the segmentation ensemble reuses the sa models
     'ci':    dict(cls_n=5,  cls_epochs=1,  seeds=(0,),      seg_data=(8, 4, 64, 128),    seg_epochs=1,  unet_base=8,
                   am_epochs=1, am_test_n=10, am_sweeps=False, sa_epochs=1, sa_ocr=(32, 16), es_epochs=1, es_extra=1,
-                  su_epochs=1, su_test_n=10, su_robust=50, su_ablation=(), tc_epochs=1, tc_ft=1),
+                  su_epochs=1, su_test_n=10, su_robust=50, su_ablation=(), tc_epochs=1, tc_ft=1,
+                  en_members=('resnet10t', 'resnet14t'), en_epochs=1),
     'quick': dict(cls_n=50, cls_epochs=15, seeds=(0,),      seg_data=(60, 20, 128, 256), seg_epochs=12, unet_base=16,
                   am_epochs=10, am_test_n=None, am_sweeps=False, sa_epochs=4, sa_ocr=(128, 64), es_epochs=5, es_extra=4,
-                  su_epochs=12, su_test_n=100, su_robust=200, su_ablation=(), tc_epochs=6, tc_ft=1),
+                  su_epochs=12, su_test_n=100, su_robust=200, su_ablation=(), tc_epochs=6, tc_ft=1,
+                  en_members=('resnet10t', 'resnet14t', 'regnetx_004'), en_epochs=6),
     'full':  dict(cls_n=50, cls_epochs=40, seeds=(0, 1, 2), seg_data=(200, 60, 128, 256), seg_epochs=40, unet_base=32,
                   am_epochs=20, am_test_n=None, am_sweeps=True, sa_epochs=20, sa_ocr=(128, 64), es_epochs=24, es_extra=20,
                   su_epochs=20, su_test_n=None, su_robust=500, su_ablation=('cutmix', 'fmix', 'saliencymix'),
-                  tc_epochs=24, tc_ft=4),
+                  tc_epochs=24, tc_ft=4, en_members=en.CLS_MEMBERS, en_epochs=15),
 }
 
 @dataclass
@@ -121,6 +125,10 @@ def _seg_root(cfg: RunConfig, show_progress: bool):
     return make_synthcity(Path(cfg.data_dir)/f'synthcity-{H}x{W}-{n_tr}-{n_va}' if cfg.data_dir else None,
                           n_train=n_tr, n_val=n_va, size=(H, W), seed=0, progress=show_progress), None
 
+def _store(cfg: RunConfig, name: str) -> Path:
+    "The folder where experiment `name` keeps its trained models (reused by later experiments and by a resumed run)."
+    return Path(cfg.out)/'models'/name
+
 @experiment('baseline_segmentation')
 def baseline_segmentation(cfg: RunConfig, show_progress: bool = True) -> Result:
     "A U-Net from scratch on SynthCity (or the given Cityscapes/MiniCity root): per-class IoU on the validation split."
@@ -177,6 +185,7 @@ def seg_augmix_ocr(cfg: RunConfig, show_progress: bool = True) -> Result:
     root, size = _seg_root(cfg, show_progress)
     mid, key = p['sa_ocr']
     summary, per_class = sa.run_seg_table(root, size=size, epochs=p['sa_epochs'], seeds=cfg.seeds, bs=8, progress=show_progress,
+                                          store=_store(cfg, 'seg_augmix'),
                                           ocr_mid=mid, key_ch=key, min_kept=20_000)
     table, mean_pc = sa.summarize_seg(summary, per_class)
     table['paper_table7_miou_percent'] = table.setting.map(PAPER_TABLE7)
@@ -247,6 +256,34 @@ def tail_cutmix(cfg: RunConfig, show_progress: bool = True) -> Result:
                   {'per seed': summary, 'per-class IoU (mean over seeds)': mean_pc, 'buckets': buckets})
 
 # %% ../nbs/90_reproduce.ipynb #a9d149c2
+@experiment('ensemble')
+def ensemble(cfg: RunConfig, show_progress: bool = True) -> Result:
+    "Equal-average classifier ensembles (Table 3) and average / frequency-weighted segmentation ensembles with TTA (Table 7)."
+    p = cfg.params
+    members, curve = en.run_cls_ensemble(p['cls_n'], p['en_epochs'], cfg.seeds, p['en_members'], n_test_per_class=p['am_test_n'],
+                                         source=cfg.fashion_source, device=cfg.device, store=_store(cfg, 'ensemble_cls'), progress=show_progress)
+    cls_m, cls_c = en.summarize_cls_ensemble(members, curve)
+    root, size = _seg_root(cfg, show_progress)
+    mid, key = p['sa_ocr']
+    seg, seg_pc = en.run_seg_ensemble(root, size=size, epochs=p['sa_epochs'], seeds=cfg.seeds, store=_store(cfg, 'seg_augmix'), bs=8,
+                                      ocr_mid=mid, key_ch=key, min_kept=20_000, device=cfg.device, progress=show_progress)
+    table = en.summarize_seg_ensemble(seg)
+    ax = en.plot_add_one(curve[curve.seed == cfg.seeds[0]], cols=('accuracy', 'ensemble_accuracy', 'tta_ensemble_accuracy'),
+                         labels=('model alone', 'ensemble', 'ensemble + 10-crop TTA'))
+    ax.set_title(f"Table 3 at our scale ({p['en_epochs']} epochs, seed {cfg.seeds[0]})", fontsize=9)
+    t = table.set_index('setting')
+    best = cls_c.iloc[cls_c.tta_ensemble_accuracy_mean.idxmax()]
+    note = (f"classification: best single model {cls_m.accuracy_mean.max():.4f}, ensemble of all {len(cls_m)} "
+            f"{cls_c.ensemble_accuracy_mean.iloc[-1]:.4f} (with 10-crop TTA {cls_c.tta_ensemble_accuracy_mean.iloc[-1]:.4f}; "
+            f"best prefix k={int(best.k)} {best.tta_ensemble_accuracy_mean:.4f}); segmentation mIoU with TTA: "
+            + ', '.join(f'{k} {v:.3f}' for k, v in t.miou_tta_mean.items()) +
+            f"; rare-class mIoU with TTA: average {t.loc['Average ensemble', 'rare_miou_tta_mean']:.3f}, FW {t.loc['FW ensemble', 'rare_miou_tta_mean']:.3f}. "
+            "paper_table7_miou_percent is the paper's HRNetV2-W48 + OCR on MiniCity val, not ours")
+    return Result('Ensembles and TTA: Table 3 and Table 7 at our scale', table, {'ensemble_table3': ax.figure}, note,
+                  {'Table 3 curve (mean over seeds)': cls_c, 'ensemble members': cls_m, 'Table 7 per seed': seg,
+                   'per-class IoU with TTA (mean over seeds)': sa.mean_over_seeds(seg_pc).reset_index()})
+
+# %% ../nbs/90_reproduce.ipynb #7ecff21c
 def environment() -> dict:
     "Versions of Python and the libraries a result depends on."
     import fastai, timm, torchvision
@@ -280,7 +317,7 @@ def write_report(out: Path, cfg: RunConfig, results: dict[str, Result], times: d
     (out/'config.json').write_text(json.dumps(dict(config=asdict(cfg), environment=environment(), argv=sys.argv), indent=1, default=str))
     return out/'results.md'
 
-# %% ../nbs/90_reproduce.ipynb #32f845c6
+# %% ../nbs/90_reproduce.ipynb #22fb49ef
 def run(cfg: RunConfig, show_progress: bool = True) -> dict[str, Result]:
     "Run the experiments of `cfg` (all registered ones unless `cfg.only`), writing the report after each."
     names = list(cfg.only) or list(EXPERIMENTS)
@@ -295,7 +332,7 @@ def run(cfg: RunConfig, show_progress: bool = True) -> dict[str, Result]:
             write_report(cfg.out, cfg, results, times)
     return results
 
-# %% ../nbs/90_reproduce.ipynb #28f66123
+# %% ../nbs/90_reproduce.ipynb #bd37f0c6
 def main(argv=None):
     "Entry point of the `diversification` console command."
     ap = argparse.ArgumentParser(prog='diversification', description='Reproducible companion to the diversification papers.')
