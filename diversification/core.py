@@ -11,7 +11,7 @@ import torch
 
 # %% auto #0
 __all__ = ['set_seed', 'as_generator', 'check_image_batch', 'check_mask_batch', 'to_float', 'to_uint8', 'default_device',
-           'save_checkpoint', 'load_checkpoint']
+           'save_checkpoint', 'load_checkpoint', 'load_or_train', 'rss_mb', 'reset_peak_rss', 'call_in_fresh_process']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 def set_seed(seed: int, deterministic: bool = True) -> torch.Generator:
@@ -94,3 +94,36 @@ def load_checkpoint(path, model: torch.nn.Module | None = None, config: dict | N
     if config is not None and ck['config'] != _jsonable(config): return None
     if model is not None: model.load_state_dict(ck['state'])
     return ck
+
+def load_or_train(path, model: torch.nn.Module, config: dict, train) -> tuple[torch.nn.Module, float]:
+    """`model` with the weights saved at `path` for `config`, and their stored training seconds; when there are none (or
+    `path` is None), `train()` returns the trained module, which is timed and saved at `path`."""
+    import time
+    ck = load_checkpoint(path, model, config) if path else None
+    if ck is not None: return model, ck['info']['train_s']
+    t0 = time.time(); model = train(); t_train = time.time() - t0
+    if path: save_checkpoint(path, model, config, train_s=t_train)
+    return model, t_train
+
+# %% ../nbs/00_core.ipynb #3f8ee982
+def rss_mb(field: str = 'VmRSS') -> float | None:
+    "Current (`VmRSS`) or peak (`VmHWM`) resident memory of this process in MB; None where /proc is not available."
+    try: return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith(field + ':')) / 1024
+    except (OSError, StopIteration, ValueError): return None
+
+def reset_peak_rss():
+    "Start this process's peak resident memory (`VmHWM`) afresh (Linux >= 4.0; a no-op elsewhere)."
+    try:
+        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
+    except OSError: pass
+
+def call_in_fresh_process(func: str, *args, timeout: float = 1800):
+    "Run `'package.module.function'(*args)` in a new Python process (JSON arguments and result) and return its result."
+    import json, subprocess, sys
+    module, name = func.rsplit('.', 1)
+    code = (f"import json, warnings; warnings.filterwarnings('ignore'); from {module} import {name}; "
+            f"print('RESULT' + json.dumps({name}(*json.loads({json.dumps(args)!r}))))")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=timeout)
+    line = next((l for l in r.stdout.splitlines() if l.startswith('RESULT')), None)
+    if r.returncode != 0 or line is None: raise RuntimeError(f"{func}{args} failed in a fresh process (exit {r.returncode}):\n{r.stderr[-2000:]}")
+    return json.loads(line[len('RESULT'):])

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_efficientseg.ipynb #3e5747c8
 from __future__ import annotations
-import math, os, time, warnings
+import math, time, warnings
 from dataclasses import dataclass
 from functools import partial
 import numpy as np
@@ -18,7 +18,7 @@ from fastai.data.core import TfmdDL, DataLoaders
 from fastai.data.transforms import IntToFloatTensor
 from fastai.torch_core import TensorImage, TensorMask
 from fastai.data.transforms import ItemTransform
-from .core import as_generator, check_image_batch, check_mask_batch, to_float
+from .core import as_generator, check_image_batch, check_mask_batch, to_float, rss_mb, call_in_fresh_process
 from .data import SegDataset, cityscapes_items, CITYSCAPES_CLASSES, IGNORE_INDEX
 from .models import UNet, param_count
 from .seg_augmix import seg_tta, check_seg_target, mean_over_seeds
@@ -442,11 +442,7 @@ def summarize_es(summary: pd.DataFrame, per_class: pd.DataFrame) -> tuple[pd.Dat
     m.index.name = 'class'
     return t, m.reset_index()
 
-# %% ../nbs/08_efficientseg.ipynb #5d0a62db
-def _rss_mb() -> float | None:
-    try: return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
-    except (OSError, ValueError, AttributeError): return None
-
+# %% ../nbs/08_efficientseg.ipynb #03ff0be0
 def _bench_one(name: str, size: tuple, bs: int, repeats: int, device: str, threads: int | None) -> dict:
     "Run in a fresh process by `bench_segmenters`: build `name`, time `repeats` forward passes, read the peak memory."
     import resource
@@ -454,7 +450,7 @@ def _bench_one(name: str, size: tuple, bs: int, repeats: int, device: str, threa
     dev = torch.device(device)
     model = build_segmenter(name).to(dev).eval()
     x = torch.rand(bs, 3, *size, device=dev)
-    base = _rss_mb()
+    base = rss_mb()
     if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
     times = []
     with torch.inference_mode():
@@ -472,19 +468,10 @@ def _bench_one(name: str, size: tuple, bs: int, repeats: int, device: str, threa
 def bench_segmenters(names=('efficientseg_1.5', 'efficientseg_6.0', 'unet_baseline'), size=(384, 768), bs: int = 1,
                      repeats: int = 3, device: str = 'cpu', threads: int | None = None, timeout: float = 1800) -> pd.DataFrame:
     "Inference images/s (median of `repeats`) and peak memory of each named model, each in a fresh Python process."
-    import json, subprocess, sys
     from fastprogress.fastprogress import progress_bar
     bad = [n for n in names if n not in SEGMENTERS]
     if bad: raise ValueError(f"unknown segmenter(s) {bad}; available: {list(SEGMENTERS)}")
-    rows = []
-    for n in progress_bar(list(names), leave=False):
-        args = json.dumps([n, list(size), bs, repeats, device, threads])
-        code = ("import json, sys, warnings; warnings.filterwarnings('ignore'); from diversification.efficientseg import _bench_one; "
-                f"print('RESULT' + json.dumps(_bench_one(*json.loads({args!r}))))")
-        r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=timeout)
-        line = next((l for l in r.stdout.splitlines() if l.startswith('RESULT')), None)
-        if r.returncode != 0 or line is None: raise RuntimeError(f"benchmark of {n!r} failed (exit {r.returncode}):\n{r.stderr[-2000:]}")
-        rows.append(json.loads(line[len('RESULT'):]))
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame([call_in_fresh_process('diversification.efficientseg._bench_one', n, list(size), bs, repeats, device, threads,
+                                             timeout=timeout) for n in progress_bar(list(names), leave=False)])
     df['speed_vs_first'] = df.images_per_s / df.images_per_s.iloc[0]
     return df

@@ -11,11 +11,11 @@ import pandas as pd
 import torch
 from torch import nn
 from fastai.learner import Learner
-from .core import check_image_batch, default_device, save_checkpoint, load_checkpoint
+from .core import check_image_batch, default_device, load_or_train, rss_mb, reset_peak_rss, call_in_fresh_process
 from .data import CITYSCAPES_CLASSES
 from .metrics import mean_std
 from .augmix_mixup import TABLE2_ROWS, fit_variant, predict_probs
-from .seg_augmix import seg_tta, SEG_ROWS, run_seg_table, seg_row_path, load_seg_row
+from .seg_augmix import seg_tta, SEG_ROWS, train_seg_rows
 from .tail_cutmix import ClasswiseEnsemble  # noqa: F401  (composes with these ensembles; importable from here)
 
 # %% auto #0
@@ -136,25 +136,13 @@ def fw_ensemble(models, fraction, weighted=None, threshold: float = 0.01, weight
     return SegEnsemble(models, list(fw_weights(fraction, weighted, threshold, weight, classes)), scales, flip)
 
 # %% ../nbs/11_ensemble.ipynb #489a6d8a
-def _rss_mb(field: str = 'VmRSS') -> float:
-    "Current (`VmRSS`) or peak (`VmHWM`) resident memory of this process in MB (Linux), else the lifetime peak."
-    try: return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith(field + ':')) / 1024
-    except (OSError, StopIteration):
-        import resource
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-def _reset_peak():
-    "Start the peak (`VmHWM`) afresh, so the imports' transient peak does not hide the measurement (Linux >= 4.0)."
-    try: open('/proc/self/clear_refs', 'w').write('5')
-    except OSError: pass
-
 def _bench_ensemble(mode: str, k: int, size: tuple, scales: tuple, flip: bool, threads: int | None, ocr: tuple) -> dict:
     "Run in a fresh process by `bench_ensemble_memory`: peak RSS and time of one ensemble prediction in `mode`."
     from diversification.seg_augmix import HRNetOCR
     if threads: torch.set_num_threads(threads)
     models = [HRNetOCR('hrnet_w18', 19, ocr_mid=ocr[0], key_ch=ocr[1]).eval() for _ in range(k)]
     x = torch.rand(1, 3, *size)
-    built = _rss_mb(); _reset_peak()
+    built = rss_mb(); reset_peak_rss()
     t = time.perf_counter()
     with torch.inference_mode():
         if mode == 'single': pred = seg_tta(models[0], x, (1.0,), False).argmax(1)
@@ -164,24 +152,16 @@ def _bench_ensemble(mode: str, k: int, size: tuple, scales: tuple, flip: bool, t
             pred = torch.stack(views).sum(0).argmax(1)
         else: raise ValueError(f"unknown mode {mode!r}")
     n_views = 1 if mode == 'single' else k * len(scales) * (2 if flip else 1)
-    return dict(mode=mode, forwards=n_views, seconds=time.perf_counter() - t, peak_rss_MB=_rss_mb('VmHWM'),
-                peak_over_built_MB=_rss_mb('VmHWM') - built, pred_pixels=int(pred.numel()))
+    peak = rss_mb('VmHWM')
+    return dict(mode=mode, forwards=n_views, seconds=time.perf_counter() - t, peak_rss_MB=peak,
+                peak_over_built_MB=None if peak is None or built is None else peak - built, pred_pixels=int(pred.numel()))
 
 def bench_ensemble_memory(k: int = 3, size=(1024, 2048), scales=(0.75, 1.0, 1.25), flip: bool = True, threads: int | None = None,
                           ocr=(128, 64), modes=('single', 'stream', 'naive'), timeout: float = 1800) -> pd.DataFrame:
     "Peak memory and time of `modes` (each in a fresh Python process) for K HRNet-W18 + OCR models on one `size` image."
-    import json, subprocess, sys
     from fastprogress.fastprogress import progress_bar
-    rows = []
-    for mode in progress_bar(list(modes), leave=False):
-        args = json.dumps([mode, k, list(size), list(scales), flip, threads, list(ocr)])
-        code = ("import json, warnings; warnings.filterwarnings('ignore'); from diversification.ensemble import _bench_ensemble; "
-                f"print('RESULT' + json.dumps(_bench_ensemble(*json.loads({args!r}))))")
-        r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=timeout)
-        line = next((l for l in r.stdout.splitlines() if l.startswith('RESULT')), None)
-        if r.returncode != 0 or line is None: raise RuntimeError(f"benchmark mode {mode!r} failed (exit {r.returncode}):\n{r.stderr[-2000:]}")
-        rows.append(json.loads(line[len('RESULT'):]))
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame([call_in_fresh_process('diversification.ensemble._bench_ensemble', mode, k, list(size), list(scales), flip,
+                                             threads, list(ocr), timeout=timeout) for mode in progress_bar(list(modes), leave=False)])
     if 'single' in set(df['mode']):
         s = df.set_index('mode').loc['single']
         df['memory_vs_single'] = df.peak_over_built_MB / s.peak_over_built_MB
@@ -209,11 +189,7 @@ def run_cls_ensemble(n_per_class: int = 50, epochs: int = 15, seeds=(0,), member
             cfg = dict(member=name, n_per_class=n_per_class, epochs=epochs, lr=lr, seed=seed, variant=variant, source=source)
             path = Path(store)/f'{name}-seed{seed}.pt' if store else None
             model = timm_classifier(name, dls.c, in_chans=dls.one_batch()[0].shape[1]).to(dls.device)
-            ck = load_checkpoint(path, model, cfg) if store else None
-            if ck is None:
-                t0 = time.time(); model = fit_variant(dls, variant, name, epochs, lr, seed).model; t_train = time.time() - t0
-                if store: save_checkpoint(path, model, cfg, train_s=t_train)
-            else: t_train = ck['info']['train_s']
+            model, t_train = load_or_train(path, model, cfg, lambda: fit_variant(dls, variant, name, epochs, lr, seed).model)
             p1[name], targets = predict_probs(model, dls.valid, 0, progress=False)
             pt[name], _ = predict_probs(model, dls.valid, n_crops, seed=seed, progress=False)
             rows.append(dict(seed=seed, model=name, accuracy=_accuracy(p1[name], targets), tta_accuracy=_accuracy(pt[name], targets),
@@ -228,20 +204,19 @@ SEG_ENSEMBLE_ROWS = tuple(SEG_ROWS) + ('Average ensemble', 'FW ensemble')
 
 def run_seg_ensemble(root, size=None, epochs: int = 10, seeds=(0,), store=None, threshold: float = 0.01, weight: float = 3.0,
                      tta_scales=(0.75, 1.0, 1.25), bs: int = 4, device=None, progress: bool = True, **seg_kw) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Table 7 at our scale: the seg-AugMix notebook's three models (from `store`, or trained into it), their average and FW
-    ensembles, one view and multi-scale + flip TTA: (summary per row and seed, per-class IoU with TTA)."""
-    import tempfile
+    """Table 7 at our scale: the seg-AugMix notebook's three models (`train_seg_rows`: loaded from `store` when there, trained
+    otherwise), their average and FW ensembles, one view and multi-scale + flip TTA: (summary per row and seed, per-class
+    IoU with TTA)."""
     from diversification.data import cityscapes_items, class_frequency_table
     from diversification.metrics import evaluate_segmenter
-    store = Path(store) if store else Path(tempfile.mkdtemp(prefix='seg_models_'))
     device = torch.device(device) if device else default_device()
-    run_seg_table(root, size=size, epochs=epochs, seeds=seeds, bs=bs, store=store, progress=progress, **seg_kw)   # loads or trains
+    trained = train_seg_rows(root, size=size, epochs=epochs, seeds=seeds, bs=bs, store=store, progress=progress, **seg_kw)
     val = cityscapes_items(root, 'val')
     fraction = class_frequency_table(cityscapes_items(root, 'train')).fraction
     rare = rare_classes(fraction, threshold)
     summary, per_class = [], {}
     for seed in seeds:
-        models = [load_seg_row(seg_row_path(store, name, seed)).to(device) for name in SEG_ROWS]
+        models = [trained[name, seed][0].eval().to(device) for name in SEG_ROWS]
         def build(row, scales, flip):
             if row in SEG_ROWS: return SegEnsemble([models[list(SEG_ROWS).index(row)]], scales=scales, flip=flip)
             if row == 'Average ensemble': return SegEnsemble(models, scales=scales, flip=flip)

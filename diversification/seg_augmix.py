@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_seg_augmix.ipynb #de02d85d
 from __future__ import annotations
-import contextlib, math, re, time
+import contextlib, math, re
 from pathlib import Path
 import pandas as pd
 import torch
@@ -20,7 +20,7 @@ from .models import HRNetFeatures
 __all__ = ['SEG_AUGMIX_OPS', 'SEG_ROWS', 'RARE', 'check_seg_pool', 'seg_augmix', 'augmix_branches', 'check_seg_target',
            'pixel_jsd', 'SegAugMixJSD', 'ohem_cross_entropy', 'OhemCrossEntropy', 'poly_schedule', 'fit_poly',
            'OCRHead', 'HRNetOCR', 'seg_tta', 'SegTTA', 'seg_row_learner', 'train_seg_row', 'seg_row_path',
-           'load_seg_row', 'run_seg_table', 'mean_over_seeds', 'summarize_seg', 'plot_seg_classes']
+           'load_seg_row', 'train_seg_rows', 'run_seg_table', 'mean_over_seeds', 'summarize_seg', 'plot_seg_classes']
 
 # %% ../nbs/07_seg_augmix.ipynb #af790bb3
 SEG_AUGMIX_OPS = PIXEL_OPS + ('identity',)   # the paper's pool: 8 pixel ops and "None"
@@ -261,34 +261,40 @@ def load_seg_row(path) -> HRNetOCR:
     net.load_state_dict(ck['state'])
     return net.eval()
 
-def run_seg_table(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | None = None, model: str = 'hrnet_w18',
-                  bs: int = 4, lr: float = 0.01, ocr_mid: int = 128, key_ch: int = 64, min_kept: int = 20_000,
-                  tta_scales=(0.75, 1.0, 1.25), store=None, progress: bool = True):
-    """Train every row for every seed on `root`'s train split, score val: (summary DataFrame, per-class IoU DataFrame).
-    With a `store` folder each model is saved there (`seg_row_path`), and a model already saved with the same
-    configuration is loaded instead of trained again (resume; reuse by the ensemble notebook)."""
+def train_seg_rows(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | None = None, model: str = 'hrnet_w18', bs: int = 4,
+                   lr: float = 0.01, ocr_mid: int = 128, key_ch: int = 64, min_kept: int = 20_000, store=None, progress: bool = True) -> dict:
+    """Train every row's model for every seed on `root`'s train split: `{(row, seed): (model, training seconds)}`. With a
+    `store` folder each model is saved there (`seg_row_path`), and a model already saved with the same configuration is
+    loaded instead of trained again (resume; reuse by the ensemble notebook)."""
     from fastprogress.fastprogress import master_bar
-    from diversification.core import save_checkpoint, load_checkpoint
-    from diversification.data import seg_dls, cityscapes_items
-    from diversification.metrics import evaluate_segmenter
+    from diversification.core import load_or_train
+    from diversification.data import seg_dls
     rows = SEG_ROWS if rows is None else rows
-    val = cityscapes_items(root, 'val')
-    summary, per_class = [], {}
-    jobs = [(n, r, s) for n, r in rows.items() for s in seeds]
+    out, jobs = {}, [(n, r, s) for n, r in rows.items() for s in seeds]
     for name, r, seed in (master_bar(jobs) if progress else jobs):
         dls = seg_dls(root, bs=bs, size=size, seed=seed)
         arch = dict(model=model, ocr_mid=ocr_mid, key_ch=key_ch)
         cfg = dict(root=str(root), row=name, **r, **arch, size=size, epochs=epochs, seed=seed, bs=bs, lr=lr, min_kept=min_kept)
         learn = seg_row_learner(dls, **r, **arch, seed=seed, min_kept=min_kept)
-        ck = load_checkpoint(seg_row_path(store, name, seed), learn.model, cfg) if store else None
-        if ck is None:
-            t0 = time.time()
+        def train(learn=learn):
             with learn.no_logging(), learn.no_bar(): fit_poly(learn, epochs, lr)
-            t_train = time.time() - t0
-            if store: save_checkpoint(seg_row_path(store, name, seed), learn.model, cfg, train_s=t_train)
-        else: t_train = ck['info']['train_s']
-        single = evaluate_segmenter(learn.model, val, bs=bs, size=size)
-        tta = evaluate_segmenter(SegTTA(learn.model, tta_scales), val, bs=bs, size=size)
+            return learn.model
+        out[name, seed] = load_or_train(seg_row_path(store, name, seed) if store else None, learn.model, cfg, train)
+    return out
+
+def run_seg_table(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | None = None, model: str = 'hrnet_w18',
+                  bs: int = 4, lr: float = 0.01, ocr_mid: int = 128, key_ch: int = 64, min_kept: int = 20_000,
+                  tta_scales=(0.75, 1.0, 1.25), store=None, progress: bool = True):
+    """Train (`train_seg_rows`, with its `store`) every row for every seed on `root`'s train split and score val:
+    (summary DataFrame, per-class IoU DataFrame)."""
+    from diversification.data import cityscapes_items
+    from diversification.metrics import evaluate_segmenter
+    models = train_seg_rows(root, size, epochs, seeds, rows, model, bs, lr, ocr_mid, key_ch, min_kept, store, progress)
+    val = cityscapes_items(root, 'val')
+    summary, per_class = [], {}
+    for (name, seed), (net, t_train) in models.items():
+        single = evaluate_segmenter(net, val, bs=bs, size=size)
+        tta = evaluate_segmenter(SegTTA(net, tta_scales), val, bs=bs, size=size)
         summary.append(dict(setting=name, seed=seed, miou=single.summary()['miou'], miou_tta=tta.summary()['miou'],
                             pixel_acc=single.summary()['pixel_acc'], train_s=t_train))
         per_class[f'{name} (seed {seed})'] = single.table().set_index('name')['IoU']
