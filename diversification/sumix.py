@@ -137,7 +137,8 @@ def mixed_ce(logits: torch.Tensor, y: torch.Tensor, p: MixParams, lam: torch.Ten
 # %% ../nbs/09_sumix.ipynb #a7b0e053
 def sumix_lambda(p_a: torch.Tensor, p_m: torch.Tensor, y: torch.Tensor, perm: torch.Tensor, lam: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     "Per-sample $\\hat\\lambda$ from raw probabilities `p_a` (B, C), mixed-sample probabilities `p_m`, labels `y`, partner `perm` and the mixer's `lam`."
-    perm, lam = perm.to(p_a.device), lam.to(p_a.device, p_a.dtype)
+    p_a, p_m = p_a.float(), p_m.float()                                         # ratios of small probabilities overflow fp16
+    perm, lam = perm.to(p_a.device), lam.to(p_a.device, torch.float32)
     p_b, y_b = p_a[perm], y[perm]
     at = lambda p, c: p.gather(1, c[:, None])[:, 0]
     w_a = at(p_m, y) / (lam * at(p_a, y) + (1 - lam) * at(p_b, y)).clamp(min=eps)
