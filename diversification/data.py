@@ -22,9 +22,9 @@ __all__ = ['FASHION_MNIST_CLASSES', 'DEBIAN_FASHION_MNIST', 'EMBEDDED_FASHION_MN
            'CITYSCAPES_PALETTE', 'IGNORE_INDEX', 'VALID_LABEL_IDS', 'ID_TO_TRAINID', 'DatasetError', 'ImageFileError',
            'LabelError', 'few_shot_indices', 'read_idx', 'load_fashion_mnist', 'make_fashion_mnist_subset',
            'open_image', 'check_images', 'image_folder_items', 'few_shot_image_folder', 'write_image_folder',
-           'array_dls', 'fashion_mnist_dls', 'image_folder_dls', 'labelids_to_trainids', 'cityscapes_items',
-           'load_seg_pair', 'class_pixel_counts', 'class_image_counts', 'class_frequency_table', 'SegDataset',
-           'seg_dls', 'show_seg_batch']
+           'array_dls', 'fashion_mnist_dls', 'image_folder_dls', 'image_folder_arrays', 'labelids_to_trainids',
+           'cityscapes_items', 'load_seg_pair', 'class_pixel_counts', 'class_image_counts', 'class_frequency_table',
+           'check_seg_items', 'SegDataset', 'seg_dls', 'show_seg_batch']
 
 # %% ../nbs/01_data.ipynb #1ed3547d
 class DatasetError(ValueError):
@@ -73,7 +73,9 @@ def read_idx(path) -> np.ndarray:
 def load_fashion_mnist(source=None) -> dict:
     """Fashion-MNIST as a dict of `x_train, y_train, x_test, y_test` (uint8 `(N, 28, 28)` / int64) and `classes`.
     `source`: `None` = the subset embedded in the package; `'debian'` = the full set from Debian's package;
-    a folder = the four original idx files in it."""
+    a folder = the four original idx files in it. A folder with `train/` and `val/` class folders (an ImageFolder tree)
+    is read by `image_folder_arrays` instead, so every experiment that takes `source` runs on your images."""
+    if source is not None and source != 'debian' and (Path(source)/'train').is_dir(): return image_folder_arrays(source)
     if source is None:
         with np.load(EMBEDDED_FASHION_MNIST) as z: d = {k: z[k] for k in ('x_train', 'y_train', 'x_test', 'y_test')}
     else:
@@ -207,6 +209,20 @@ def image_folder_dls(root, n_per_class: int, seed: int = 0, valid: str = 'val', 
                              after_batch=[IntToFloatTensor()], device=device, **kwargs)
 
 # %% ../nbs/01_data.ipynb #1658f0ba
+def image_folder_arrays(root, size: int = 64, train: str = 'train', valid: str = 'val', on_error: str = 'raise') -> dict:
+    "`root/{train,val}/<class>/<image>` as `x_train, y_train, x_test, y_test` (uint8 `(N, size, size, 3)` / int64) and `classes`."
+    root, out = Path(root), {}
+    for split, key in ((train, 'train'), (valid, 'test')):
+        paths, labels, classes = image_folder_items(root/split)
+        if on_error == 'skip':
+            ok = set(check_images(paths, 'skip')); labels = [l for p, l in zip(paths, labels) if p in ok]; paths = [p for p in paths if p in ok]
+        if key == 'train': cls0 = classes
+        elif classes != cls0: raise DatasetError(f"class folders differ between {root/train} and {root/valid}")
+        out[f'x_{key}'] = np.stack([np.asarray(open_image(p, 'RGB').resize((size, size), Image.BILINEAR)) for p in paths])
+        out[f'y_{key}'] = np.asarray(labels, np.int64)
+    return dict(out, classes=cls0)
+
+# %% ../nbs/01_data.ipynb #11cb8277
 CITYSCAPES_CLASSES = [l.name for l in sorted((l for l in _cs_labels if 0 <= l.trainId < 255), key=lambda l: l.trainId)]
 CITYSCAPES_PALETTE = np.array([l.color for l in sorted((l for l in _cs_labels if 0 <= l.trainId < 255), key=lambda l: l.trainId)], np.uint8)
 IGNORE_INDEX = 255
@@ -227,7 +243,7 @@ def labelids_to_trainids(label_ids, source='mask') -> np.ndarray:
         raise LabelError(f"{source}: label ids {bad[:10].tolist()} are not in the Cityscapes label table (valid: 0..33)")
     return m.astype(np.uint8)
 
-# %% ../nbs/01_data.ipynb #d5df4bf2
+# %% ../nbs/01_data.ipynb #82fbeb5e
 def cityscapes_items(root, split: str = 'train', require_masks: bool = True) -> list[tuple[Path, Path | None]]:
     "`(image, labelIds mask)` path pairs of a Cityscapes/MiniCity `split`, sorted; errors name missing folders and masks."
     root = Path(root); img_dir = root/'leftImg8bit'/split
@@ -252,7 +268,7 @@ def load_seg_pair(img_path, mask_path) -> tuple[np.ndarray, np.ndarray]:
         raise ImageFileError(f"image/mask size mismatch: {img_path} is {img.shape[1]}x{img.shape[0]} but {mask_path} is {ids.shape[1]}x{ids.shape[0]}")
     return img, labelids_to_trainids(ids, mask_path)
 
-# %% ../nbs/01_data.ipynb #b64e4648
+# %% ../nbs/01_data.ipynb #b244a802
 def class_pixel_counts(masks, num_classes: int = 19, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     "Pixel count per class over an iterable of trainId masks (arrays or tensors); void pixels are not counted."
     counts = np.zeros(num_classes, np.int64)
@@ -274,11 +290,24 @@ def class_frequency_table(items, num_classes: int = 19, class_names=CITYSCAPES_C
     px, im = class_pixel_counts(masks, num_classes), class_image_counts(masks, num_classes)
     return pd.DataFrame(dict(cls=class_names, pixels=px, fraction=px/max(px.sum(), 1), images=im)).set_index('cls')
 
-# %% ../nbs/01_data.ipynb #b244a802
+# %% ../nbs/01_data.ipynb #a4a84843
+def check_seg_items(items, on_error: str = 'raise') -> list:
+    "The `(image, mask)` pairs that decode and match; a bad pair raises naming its file, or with `on_error='skip'` is dropped with a warning."
+    if on_error not in ('raise', 'skip'): raise ValueError(f"`on_error` must be 'raise' or 'skip', got {on_error!r}")
+    good = []
+    for it in items:
+        try: load_seg_pair(*it); good.append(it)
+        except DatasetError as e:
+            if on_error == 'raise': raise
+            warnings.warn(f"skipping {e}")
+    return good
+
 class SegDataset(torch.utils.data.Dataset):
-    "`(TensorImage uint8 (3, H, W), TensorMask int64 (H, W))` pairs read from `(image, labelIds mask)` paths."
-    def __init__(self, items, size: tuple | None = None, in_memory: bool = True):
-        self.items, self.size = list(items), size
+    """`(TensorImage uint8 (3, H, W), TensorMask int64 (H, W))` pairs read from `(image, labelIds mask)` paths. A pair that
+    cannot be read raises naming its file; `on_error='skip'` drops it with a warning instead (it is never given another label)."""
+    def __init__(self, items, size: tuple | None = None, in_memory: bool = True, on_error: str = 'raise'):
+        self.size = size
+        self.items = check_seg_items(items, on_error) if on_error != 'raise' else list(items)
         self.cache = [self._load(i) for i in range(len(self.items))] if in_memory else None
     def _load(self, i):
         img, m = load_seg_pair(*self.items[i])
@@ -290,18 +319,19 @@ class SegDataset(torch.utils.data.Dataset):
     def __len__(self): return len(self.items)
     def __getitem__(self, i): return self.cache[i] if self.cache is not None else self._load(i)
 
-# %% ../nbs/01_data.ipynb #ad36f5db
+# %% ../nbs/01_data.ipynb #6c5bc794
 def seg_dls(root, train: str = 'train', valid: str = 'val', bs: int = 8, size: tuple | None = None,
-            in_memory: bool = True, device=None, seed: int | None = 0, num_workers: int = 0, **kwargs) -> DataLoaders:
-    "fastai `DataLoaders` of (image, trainId mask) batches over a Cityscapes/MiniCity/SynthCity root."
-    dss = [SegDataset(cityscapes_items(root, s), size, in_memory) for s in (train, valid)]
+            in_memory: bool = True, device=None, seed: int | None = 0, num_workers: int = 0, on_error: str = 'raise', **kwargs) -> DataLoaders:
+    "fastai `DataLoaders` of (image, trainId mask) batches over a Cityscapes/MiniCity/SynthCity root; `on_error`: see `SegDataset`."
+    dss = [SegDataset(cityscapes_items(root, s), size, in_memory, on_error) for s in (train, valid)]
+    if not len(dss[0]) or not len(dss[1]): raise DatasetError(f"{root}: no readable (image, mask) pairs left in {train if not len(dss[0]) else valid}")
     dls = DataLoaders(TfmdDL(dss[0], bs=bs, shuffle=True, drop_last=len(dss[0]) > bs, after_batch=[IntToFloatTensor()], device=device, num_workers=num_workers, **kwargs),
                       TfmdDL(dss[1], bs=bs, shuffle=False, after_batch=[IntToFloatTensor()], device=device, num_workers=num_workers, **kwargs), device=device)
     dls.c, dls.vocab, dls.codes = len(CITYSCAPES_CLASSES), CITYSCAPES_CLASSES, CITYSCAPES_CLASSES
     if seed is not None: dls.train.rng.seed(seed)
     return dls
 
-# %% ../nbs/01_data.ipynb #6c5bc794
+# %% ../nbs/01_data.ipynb #faca46a7
 def show_seg_batch(x, y, pred=None, max_n: int = 4, alpha: float = 0.5, figsize_per=(2.4, 1.3)):
     "Show images with their trainId masks (and predictions) overlaid in Cityscapes colours; void is left uncoloured."
     import matplotlib.pyplot as plt
