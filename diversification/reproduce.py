@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_reproduce.ipynb #59282559
 from __future__ import annotations
-import argparse, json, platform, sys, time
+import argparse, html, io, json, os, platform, sys, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable
@@ -18,8 +18,8 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle)
 from fastai.callback.progress import ProgressCallback
-from .core import set_seed, default_device
-from .data import fashion_mnist_dls, seg_dls, show_seg_batch, cityscapes_items, CITYSCAPES_CLASSES, IGNORE_INDEX
+from .core import set_seed, default_device, _jsonable
+from .data import DatasetError, fashion_mnist_dls, seg_dls, show_seg_batch, cityscapes_items, CITYSCAPES_CLASSES, IGNORE_INDEX
 from .models import timm_classifier, UNet, param_count
 from .synthcity import make_synthcity
 from .metrics import evaluate_segmenter, plot_class_iou
@@ -31,9 +31,10 @@ from . import tail_cutmix as tc
 from . import ensemble as en
 
 # %% auto #0
-__all__ = ['SIZES', 'EXPERIMENTS', 'PAPER_TABLE2_B0', 'PAPER_TABLE7', 'RunConfig', 'Result', 'experiment',
-           'baseline_classification', 'baseline_segmentation', 'augmix_mixup', 'seg_augmix_ocr', 'efficientseg',
-           'sumix', 'tail_cutmix', 'ensemble', 'environment', 'md_table', 'write_report', 'run', 'main']
+__all__ = ['SIZES', 'EXPERIMENTS', 'PAPER_TABLE2_B0', 'PAPER_TABLE7', 'PAPER_TAIL_TABLE1_IOU', 'PAPER_TAIL_TABLE1_ACC',
+           'PAPER_LEGEND', 'RunConfig', 'Result', 'experiment', 'baseline_classification', 'baseline_segmentation',
+           'augmix_mixup', 'seg_augmix_ocr', 'efficientseg', 'sumix', 'tail_cutmix', 'ensemble', 'environment',
+           'md_table', 'html_table', 'save_part', 'load_part', 'write_report', 'run', 'main']
 
 # %% ../nbs/90_reproduce.ipynb #f4c73a5d
 SIZES = {
@@ -48,10 +49,10 @@ SIZES = {
                   am_epochs=1, am_test_n=10, am_sweeps=False, sa_epochs=1, sa_ocr=(32, 16), es_epochs=1, es_extra=1,
                   su_epochs=1, su_test_n=10, su_robust=50, su_ablation=(), tc_epochs=1, tc_ft=1,
                   en_members=('resnet10t', 'resnet14t'), en_epochs=1),
-    'quick': dict(cls_n=50, cls_epochs=15, seeds=(0,),      seg_data=(60, 20, 128, 256), seg_epochs=12, unet_base=16,
-                  am_epochs=10, am_test_n=None, am_sweeps=False, sa_epochs=4, sa_ocr=(128, 64), es_epochs=5, es_extra=4,
-                  su_epochs=12, su_test_n=100, su_robust=200, su_ablation=(), tc_epochs=6, tc_ft=1,
-                  en_members=('resnet10t', 'resnet14t', 'regnetx_004'), en_epochs=6),
+    'quick': dict(cls_n=50, cls_epochs=12, seeds=(0,),      seg_data=(60, 20, 128, 256), seg_epochs=10, unet_base=16,
+                  am_epochs=8, am_test_n=None, am_sweeps=False, sa_epochs=3, sa_ocr=(128, 64), es_epochs=4, es_extra=4,
+                  su_epochs=8, su_test_n=100, su_robust=200, su_ablation=(), tc_epochs=4, tc_ft=1,
+                  en_members=('resnet10t', 'resnet14t'), en_epochs=5),
     'full':  dict(cls_n=50, cls_epochs=40, seeds=(0, 1, 2), seg_data=(200, 60, 128, 256), seg_epochs=40, unet_base=32,
                   am_epochs=20, am_test_n=None, am_sweeps=True, sa_epochs=20, sa_ocr=(128, 64), es_epochs=24, es_extra=20,
                   su_epochs=20, su_test_n=None, su_robust=500, su_ablation=('cutmix', 'fmix', 'saliencymix'),
@@ -67,6 +68,7 @@ class RunConfig:
     device: str | None = None
     only: tuple = ()
     fashion_source: str | None = None        # None: embedded subset; 'debian' or a folder of idx files
+    imagefolder: str | None = None           # an ImageFolder tree (train/, val/) for the classification experiments instead
     cityscapes_root: str | None = None       # a MiniCity/Cityscapes root instead of SynthCity
     data_dir: str | None = None              # where SynthCity is generated (default: a user cache folder)
     params: dict = field(default_factory=dict)
@@ -76,6 +78,19 @@ class RunConfig:
         self.params = {**SIZES[self.size], **self.params}
         self.seeds = tuple(self.seeds) or tuple(self.params['seeds'])
         self.device = self.device or str(default_device())
+        for name, root, need in (('imagefolder', self.imagefolder, ('train', 'val')), ('cityscapes_root', self.cityscapes_root, ('leftImg8bit', 'gtFine'))):
+            if root is not None and not all((Path(root)/d).is_dir() for d in need):
+                raise DatasetError(f"`{name}`: {root} must contain the folders {', '.join(need)}")
+
+    @property
+    def cls_source(self):
+        "The classification data: an ImageFolder root, a Fashion-MNIST source, or `None` (the embedded subset)."
+        return self.imagefolder or self.fashion_source
+
+    def key(self) -> dict:
+        "What an experiment's result depends on: a result saved under another key is not reused."
+        return _jsonable(dict(size=self.size, params=self.params, seeds=self.seeds, device=self.device,
+                              cls_source=self.cls_source, cityscapes_root=self.cityscapes_root))
 
 # %% ../nbs/90_reproduce.ipynb #853eba09
 @dataclass
@@ -105,15 +120,16 @@ def baseline_classification(cfg: RunConfig, show_progress: bool = True) -> Resul
     p, rows, learn = cfg.params, [], None
     for seed in cfg.seeds:
         set_seed(seed)
-        dls = fashion_mnist_dls(n_per_class=p['cls_n'], seed=seed, bs=64, source=cfg.fashion_source, device=cfg.device)
-        learn = _quiet(Learner(dls, timm_classifier('resnet10t', len(dls.vocab), in_chans=1), metrics=accuracy), show_progress)
+        dls = fashion_mnist_dls(n_per_class=p['cls_n'], seed=seed, bs=64, source=cfg.cls_source, device=cfg.device)
+        learn = _quiet(Learner(dls, timm_classifier('resnet10t', len(dls.vocab), in_chans=dls.one_batch()[0].shape[1]), metrics=accuracy), show_progress)
         learn.fit_one_cycle(p['cls_epochs'], 3e-3)
         rows.append(dict(seed=seed, train_per_class=p['cls_n'], epochs=p['cls_epochs'], test_images=len(dls.valid_ds),
                          test_accuracy=float(learn.validate()[1])))
     table = pd.DataFrame(rows)
     fig = plt.figure(figsize=(4, 2.6)); learn.recorder.plot_loss(); plt.title('baseline classifier, last seed', fontsize=9)
     acc = table.test_accuracy
-    note = f"test accuracy {acc.mean():.4f}" + (f" ± {acc.std():.4f} over {len(acc)} seeds" if len(acc) > 1 else f" (seed {cfg.seeds[0]})")
+    note = (f"test accuracy {acc.mean():.4f}" + (f" ± {acc.std():.4f} over {len(acc)} seeds" if len(acc) > 1 else f" (seed {cfg.seeds[0]})") +
+            "; the reference point for the method experiments (no paper reports this exact setting)")
     return Result('Baseline classifier (Fashion-MNIST few-shot)', table, {'cls_loss': fig}, note)
 
 # %% ../nbs/90_reproduce.ipynb #e0405b14
@@ -151,7 +167,8 @@ def baseline_segmentation(cfg: RunConfig, show_progress: bool = True) -> Result:
     figs = {'seg_samples': show_seg_batch(x.cpu(), y.cpu(), pred.cpu(), max_n=3)}
     ax = plot_class_iou(res, highlight=('rider', 'truck', 'bus', 'train', 'motorcycle'), figsize=(4, 4.5)); ax.set_title('baseline U-Net (last seed)', fontsize=9)
     figs['seg_iou'] = ax.figure
-    note = f"mIoU {table.miou.mean():.4f} on {'the given root' if cfg.cityscapes_root else 'SynthCity val'}"
+    note = (f"mIoU {table.miou.mean():.4f} on {'the given root' if cfg.cityscapes_root else 'SynthCity val'}; "
+            "the reference point for the segmentation experiments (no paper reports this exact setting)")
     classes.index.name = 'class'
     return Result('Baseline segmenter (U-Net)', table, figs, note, {'per-class IoU': classes.reset_index()})
 
@@ -162,7 +179,7 @@ PAPER_TABLE2_B0 = {'Baseline': 49.23, 'Mixup': 51.41, 'AugMix': 56.29, 'AugMix+M
 def augmix_mixup(cfg: RunConfig, show_progress: bool = True) -> Result:
     "AugMix + Mixup + JSD on few-shot Fashion-MNIST: Table 2's four rows (and Tables 4-6 sweeps at full size)."
     p = cfg.params
-    df = am.run_table(p['cls_n'], p['am_epochs'], cfg.seeds, sweeps=am.SWEEPS if p['am_sweeps'] else {}, source=cfg.fashion_source,
+    df = am.run_table(p['cls_n'], p['am_epochs'], cfg.seeds, sweeps=am.SWEEPS if p['am_sweeps'] else {}, source=cfg.cls_source,
                       device=cfg.device, progress=show_progress, n_test_per_class=p['am_test_n'])
     table = am.summarize(df)
     t2 = table[table.group == 'Table 2']
@@ -222,7 +239,7 @@ def sumix(cfg: RunConfig, show_progress: bool = True) -> Result:
     "Each mixer (Mixup, CutMix, FMix, SaliencyMix, ResizeMix) with and without SUMix on few-shot Fashion-MNIST."
     p = cfg.params
     df = su.run_sumix_table(p['cls_n'], p['su_epochs'], cfg.seeds, ablation_kinds=p['su_ablation'], n_test_per_class=p['su_test_n'],
-                            n_robust=p['su_robust'], source=cfg.fashion_source, device=cfg.device, progress=show_progress)
+                            n_robust=p['su_robust'], source=cfg.cls_source, device=cfg.device, progress=show_progress)
     table, abl = su.summarize_sumix(df)
     table['paper_cifar100_r18_percent'] = [su.PAPER_TABLE1_R18.get(m, (np.nan, np.nan))[int(s)] for m, s in zip(table.mixer, table.sumix)]
     gains = table[table.sumix].set_index('mixer').gain_vs_mixer
@@ -237,6 +254,9 @@ def sumix(cfg: RunConfig, show_progress: bool = True) -> Result:
     return Result('SUMix on cutting-based mixers (Fashion-MNIST few-shot)', table, {'sumix': fig}, note, tables)
 
 # %% ../nbs/90_reproduce.ipynb #0efada1a
+PAPER_TAIL_TABLE1_IOU = {'Baseline (M0)': 0.39, 'Class-wise ensemble (MR)': 0.66}   # the paper's Table 1, MiniCity test (not ours)
+PAPER_TAIL_TABLE1_ACC = {'Baseline (M0)': 0.78, 'Class-wise ensemble (MR)': 0.83}
+
 @experiment('tail_cutmix')
 def tail_cutmix(cfg: RunConfig, show_progress: bool = True) -> Result:
     "Multi-level tail-pixel CutMix with scale attention and the class-wise ensemble vs the baseline (SynthCity)."
@@ -245,13 +265,15 @@ def tail_cutmix(cfg: RunConfig, show_progress: bool = True) -> Result:
     summary, per_class, buckets = tc.run_tail_table(root, size=size, epochs=p['tc_epochs'], ft_epochs=p['tc_ft'], seeds=cfg.seeds,
                                                     device=cfg.device, progress=show_progress)
     table, mean_pc = tc.summarize_tail(summary, per_class)
+    table['paper_table1_iou_class'] = table.setting.map(PAPER_TAIL_TABLE1_IOU)
+    table['paper_table1_accuracy'] = table.setting.map(PAPER_TAIL_TABLE1_ACC)
     tail0 = sorted(buckets[(buckets.seed == buckets.seed.min()) & (buckets.final_bucket == 'tail')].cls)
     ax = sa.plot_seg_classes(mean_pc[mean_pc['class'] != 'mIoU'], highlight=tail0)
     ax.set_title(f"{p['tc_epochs']} epochs (+{p['tc_ft']} per tail model), tail classes in bold", fontsize=9)
     m = table.set_index('setting')
     note = (f"mIoU {', '.join(f'{k} {v:.3f}' for k, v in m.miou_mean.items())}; tail-class mIoU "
             f"{', '.join(f'{k} {v:.3f}' for k, v in m.tail_miou_mean.items())}; tail classes (seed {buckets.seed.min()}): {tail0}. "
-            "The paper's Table 1 (MiniCity test, not ours): baseline 0.39, multi-level tail CutMix 0.66 IoU class")
+            "the paper_table1 columns are the paper's Table 1 on MiniCity test (its baseline and its final multi-level result), not ours")
     return Result('Tail-pixel CutMix + scale attention (SynthCity)', table, {'tail_cutmix_iou': ax.figure}, note,
                   {'per seed': summary, 'per-class IoU (mean over seeds)': mean_pc, 'buckets': buckets})
 
@@ -261,7 +283,7 @@ def ensemble(cfg: RunConfig, show_progress: bool = True) -> Result:
     "Equal-average classifier ensembles (Table 3) and average / frequency-weighted segmentation ensembles with TTA (Table 7)."
     p = cfg.params
     members, curve = en.run_cls_ensemble(p['cls_n'], p['en_epochs'], cfg.seeds, p['en_members'], n_test_per_class=p['am_test_n'],
-                                         source=cfg.fashion_source, device=cfg.device, store=_store(cfg, 'ensemble_cls'), progress=show_progress)
+                                         source=cfg.cls_source, device=cfg.device, store=_store(cfg, 'ensemble_cls'), progress=show_progress)
     cls_m, cls_c = en.summarize_cls_ensemble(members, curve)
     root, size = _seg_root(cfg, show_progress)
     mid, key = p['sa_ocr']
@@ -285,10 +307,12 @@ def ensemble(cfg: RunConfig, show_progress: bool = True) -> Result:
 
 # %% ../nbs/90_reproduce.ipynb #7ecff21c
 def environment() -> dict:
-    "Versions of Python and the libraries a result depends on."
-    import fastai, timm, torchvision
-    return dict(python=platform.python_version(), platform=platform.platform(), torch=torch.__version__, torchvision=torchvision.__version__,
-                timm=timm.__version__, fastai=fastai.__version__, numpy=np.__version__, threads=torch.get_num_threads())
+    "Versions of Python and the libraries a result depends on, and the machine's thread and CPU count."
+    import fastai, timm, torchvision, diversification
+    return dict(diversification=diversification.__version__, python=platform.python_version(), platform=platform.platform(),
+                torch=torch.__version__, torchvision=torchvision.__version__, timm=timm.__version__, fastai=fastai.__version__,
+                numpy=np.__version__, pandas=pd.__version__, matplotlib=matplotlib.__version__, threads=torch.get_num_threads(),
+                cpus=os.cpu_count(), cuda=torch.version.cuda if torch.cuda.is_available() else None)
 
 def md_table(df: pd.DataFrame, digits: int = 4) -> str:
     "A markdown table with floats to `digits` decimals and integers left as integers."
@@ -298,41 +322,107 @@ def md_table(df: pd.DataFrame, digits: int = 4) -> str:
         if pd.api.types.is_float_dtype(df[c]): df[c] = df[c].map(lambda v: '' if pd.isna(v) else f'{v:.{digits}f}')
     return df.to_markdown(index=False, disable_numparse=True, colalign=align)
 
-def write_report(out: Path, cfg: RunConfig, results: dict[str, Result], times: dict[str, float]) -> Path:
-    "Write the markdown/JSON report of `results` into `out`; return the markdown path."
-    out = Path(out); (out/'plots').mkdir(parents=True, exist_ok=True)
-    md = [f"# diversification reproduce ({cfg.size})", "",
-          f"Seeds {list(cfg.seeds)} on {cfg.device}; total wall time {sum(times.values()):.1f} s. Every number below was measured by this run.", ""]
-    js = {}
-    for name, r in results.items():
-        md += [f"## {r.title}", "", f"`{name}`: {r.note} (wall time {times[name]:.1f} s)", "", md_table(r.table), ""]
-        for caption, t in r.tables.items(): md += [f"**{caption}**", "", md_table(t), ""]
-        for fname, fig in r.figures.items():
-            fig.savefig(out/'plots'/f'{fname}.png', dpi=72, bbox_inches='tight'); plt.close(fig)
-            md += [f"![{fname}](plots/{fname}.png)", ""]
-        js[name] = dict(title=r.title, note=r.note, wall_time_s=times[name], table=json.loads(r.table.to_json(orient='records')),
-                        tables={c: json.loads(t.to_json(orient='records')) for c, t in r.tables.items()})
-    (out/'results.md').write_text('\n'.join(md))
-    (out/'results.json').write_text(json.dumps(js, indent=1))
-    (out/'config.json').write_text(json.dumps(dict(config=asdict(cfg), environment=environment(), argv=sys.argv), indent=1, default=str))
-    return out/'results.md'
+def _is_paper(col) -> bool: return 'paper' in str(col).lower()
+
+def html_table(df: pd.DataFrame, digits: int = 4) -> str:
+    "An HTML table like `md_table`; the paper's columns get the class `paper` (shaded, labelled in the legend)."
+    cell = lambda v: '' if v is None or (isinstance(v, float) and np.isnan(v)) else (f'{v:.{digits}f}' if isinstance(v, float) else html.escape(str(v)))
+    cls = lambda c: ' class="paper"' if _is_paper(c) else ''
+    head = ''.join(f'<th{cls(c)}>{html.escape(str(c))}</th>' for c in df.columns)
+    rows = ''.join('<tr>' + ''.join(f'<td{cls(c)}>{cell(v)}</td>' for c, v in zip(df.columns, r)) + '</tr>' for r in df.itertuples(index=False))
+    return f'<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 # %% ../nbs/90_reproduce.ipynb #22fb49ef
-def run(cfg: RunConfig, show_progress: bool = True) -> dict[str, Result]:
-    "Run the experiments of `cfg` (all registered ones unless `cfg.only`), writing the report after each."
+def _frame(df: pd.DataFrame) -> dict: return json.loads(df.to_json(orient='split', index=False))
+def _unframe(d: dict) -> pd.DataFrame: return pd.read_json(io.StringIO(json.dumps(d)), orient='split')
+
+def save_part(out, name: str, r: Result, wall_s: float, cfg: RunConfig) -> dict:
+    "Save experiment `name`'s result (tables, note, figures as PNG) to `out/parts/name.json`; return the saved record."
+    out = Path(out); (out/'plots').mkdir(parents=True, exist_ok=True); (out/'parts').mkdir(exist_ok=True)
+    figs = []
+    for fname, fig in r.figures.items():
+        fig.savefig(out/'plots'/f'{fname}.png', dpi=72, bbox_inches='tight'); plt.close(fig); figs.append(f'plots/{fname}.png')
+    rec = dict(name=name, title=r.title, note=r.note, wall_time_s=wall_s, finished=time.strftime('%Y-%m-%d %H:%M:%S'), key=cfg.key(),
+               table=_frame(r.table), tables={c: _frame(t) for c, t in r.tables.items()}, figures=figs)
+    tmp = out/'parts'/f'{name}.json.tmp'; tmp.write_text(json.dumps(rec, indent=1, default=str)); os.replace(tmp, out/'parts'/f'{name}.json')
+    return rec
+
+def load_part(out, name: str, cfg: RunConfig) -> dict | None:
+    "The saved record of experiment `name` in `out`, or `None` when there is none or it was made with another configuration."
+    p = Path(out)/'parts'/f'{name}.json'
+    if not p.exists(): return None
+    try: rec = json.loads(p.read_text())
+    except json.JSONDecodeError: return None
+    return rec if rec.get('key') == cfg.key() and all((Path(out)/f).exists() for f in rec['figures']) else None
+
+# %% ../nbs/90_reproduce.ipynb #d57b316a
+PAPER_LEGEND = "Columns named `paper_...` or `paper: ...` are the paper's own numbers (its datasets and models), printed for comparison; every other number was measured by this run."
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:70rem;margin:1rem auto;padding:0 1rem;color:#222;line-height:1.45}
+table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0 1rem} th,td{border:1px solid #ccc;padding:.15rem .45rem;text-align:right}
+th{background:#f3f3f3} td:first-child,th:first-child{text-align:left} .paper{background:#fff4d6;font-style:italic}
+.note{color:#444} img{max-width:100%} code,pre{background:#f6f6f6} pre{padding:.5rem;overflow-x:auto;font-size:.8rem}"""
+
+def _tables(rec: dict):
+    yield None, _unframe(rec['table'])
+    for c, t in rec['tables'].items(): yield c, _unframe(t)
+
+def write_report(out, cfg: RunConfig, parts: dict, status: dict | None = None) -> Path:
+    "Write `results.md`, `results.html`, `results.json` and `config.json` from the saved `parts` (name: record); return the markdown path."
+    out, status = Path(out), status or {}
+    total = sum(r['wall_time_s'] for r in parts.values())
+    times = pd.DataFrame([dict(experiment=n, wall_time_s=r['wall_time_s'], status=status.get(n, 'ran'), finished=r['finished']) for n, r in parts.items()])
+    head = (f"Size `{cfg.size}`, seeds {list(cfg.seeds)}, device {cfg.device}; {len(parts)} experiment(s), total wall time {total:.1f} s "
+            f"({total / 60:.1f} min).")
+    md = [f"# diversification reproduce ({cfg.size})", "", head, "", PAPER_LEGEND, "", "## Wall time of each part", "", md_table(times, 1), ""]
+    body = [f"<h1>diversification reproduce ({cfg.size})</h1>", f"<p>{html.escape(head)}</p>", f"<p class=note>{html.escape(PAPER_LEGEND)}</p>",
+            "<h2>Wall time of each part</h2>", html_table(times, 1)]
+    for name, r in parts.items():
+        md += [f"## {r['title']}", "", f"`{name}`: {r['note']} (wall time {r['wall_time_s']:.1f} s)", ""]
+        body += [f"<h2 id={name}>{html.escape(r['title'])}</h2>", f"<p class=note><code>{name}</code>: {html.escape(r['note'])} (wall time {r['wall_time_s']:.1f} s)</p>"]
+        for caption, t in _tables(r):
+            md += ([f"**{caption}**", ""] if caption else []) + [md_table(t), ""]
+            body += ([f"<p><b>{html.escape(caption)}</b></p>"] if caption else []) + [html_table(t)]
+        for f in r['figures']:
+            md += [f"![{Path(f).stem}]({f})", ""]; body.append(f'<p><img src="{f}" alt="{Path(f).stem}"></p>')
+    conf = json.dumps(dict(config=asdict(cfg), environment=environment(), argv=sys.argv), indent=1, default=str)
+    md += ["## Configuration, seeds and versions", "", "```json", conf, "```", ""]
+    body += ["<h2>Configuration, seeds and versions</h2>", f"<pre>{html.escape(conf, quote=False)}</pre>"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out/'results.md').write_text('\n'.join(md))
+    (out/'results.html').write_text(f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>diversification reproduce ({cfg.size})</title>'
+                                   f'<style>{_CSS}</style></head><body>' + '\n'.join(body) + '</body></html>')
+    (out/'results.json').write_text(json.dumps({n: dict(title=r['title'], note=r['note'], wall_time_s=r['wall_time_s'],
+                                                        table=_unframe(r['table']).to_dict('records'),
+                                                        tables={c: _unframe(t).to_dict('records') for c, t in r['tables'].items()})
+                                                for n, r in parts.items()}, indent=1, default=str))
+    (out/'config.json').write_text(conf)
+    return out/'results.md'
+
+# %% ../nbs/90_reproduce.ipynb #7ea6fc5b
+def run(cfg: RunConfig, show_progress: bool = True, fresh: bool = False) -> dict[str, dict]:
+    """Run the experiments of `cfg` (all registered ones unless `cfg.only`) and write the report after each; an experiment
+    already saved in `cfg.out` for the same configuration is kept, not run again (unless `fresh`). Returns the records."""
     names = list(cfg.only) or list(EXPERIMENTS)
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown: raise ValueError(f"unknown experiment(s) {unknown}; available: {list(EXPERIMENTS)}")
-    results, times = {}, {}
+    parts, status = {}, {}
     with matplotlib.rc_context({'figure.dpi': 72}):
-        for n in names:
-            if show_progress: print(f"== {n}", flush=True)
-            t = time.time(); results[n] = EXPERIMENTS[n](cfg, show_progress=show_progress); times[n] = time.time() - t
-            if show_progress: print(f"   {results[n].note} ({times[n]:.1f} s)", flush=True)
-            write_report(cfg.out, cfg, results, times)
-    return results
+        for i, n in enumerate(names, 1):
+            rec = None if fresh else load_part(cfg.out, n, cfg)
+            if rec is not None:
+                status[n] = 'kept from an earlier run'
+                if show_progress: print(f"== [{i}/{len(names)}] {n}: already done in {cfg.out} ({rec['wall_time_s']:.0f} s then), kept", flush=True)
+            else:
+                if show_progress: print(f"== [{i}/{len(names)}] {n}", flush=True)
+                t = time.time(); r = EXPERIMENTS[n](cfg, show_progress=show_progress)
+                rec, status[n] = save_part(cfg.out, n, r, time.time() - t, cfg), 'ran'
+                if show_progress: print(f"   {rec['note']} ({rec['wall_time_s']:.1f} s)", flush=True)
+            parts[n] = rec
+            write_report(cfg.out, cfg, parts, status)
+    return parts
 
-# %% ../nbs/90_reproduce.ipynb #bd37f0c6
+# %% ../nbs/90_reproduce.ipynb #e0805c7d
 def main(argv=None):
     "Entry point of the `diversification` console command."
     ap = argparse.ArgumentParser(prog='diversification', description='Reproducible companion to the diversification papers.')
@@ -345,6 +435,8 @@ def main(argv=None):
     rp.add_argument('--only', nargs='+', default=(), help="experiment names (see `diversification list`)")
     rp.add_argument('--device', help="torch device (default: cuda if available, else cpu)")
     rp.add_argument('--fashion-source', help="'debian' or a folder with Fashion-MNIST idx files (default: embedded subset)")
+    rp.add_argument('--imagefolder', help="your classification data: a folder with train/<class>/ and val/<class>/ images")
+    rp.add_argument('--fresh', action='store_true', help="run every experiment again (default: keep those already in --out)")
     rp.add_argument('--cityscapes', help="a MiniCity/Cityscapes root to use instead of SynthCity")
     rp.add_argument('--data-dir', help="where SynthCity is generated (default: ~/.cache/diversification)")
     sub.add_parser('list', help="list the experiments")
@@ -354,8 +446,8 @@ def main(argv=None):
         return 0
     size = a.size or 'quick'
     cfg = RunConfig(size, out=a.out or f'runs/{size}', seeds=tuple(a.seeds or ()), device=a.device, only=tuple(a.only),
-                    fashion_source=a.fashion_source, cityscapes_root=a.cityscapes, data_dir=a.data_dir)
-    run(cfg)
-    print(f"\nreport: {Path(cfg.out)/'results.md'}")
+                    fashion_source=a.fashion_source, imagefolder=a.imagefolder, cityscapes_root=a.cityscapes, data_dir=a.data_dir)
+    run(cfg, fresh=a.fresh)
     print(Path(cfg.out, 'results.md').read_text())
+    print(f"\nreport: {Path(cfg.out)/'results.md'} and {Path(cfg.out)/'results.html'}")
     return 0
