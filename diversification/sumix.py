@@ -185,6 +185,10 @@ def _classifier(model: nn.Module) -> nn.Module:
     if get is None: raise ValueError("SUMix needs the pooled feature: pass `feature_module` (the layer whose input is the pooled feature) for non-timm models")
     return get()
 
+def _unwrap(model: nn.Module) -> nn.Module:
+    "The model inside a `DistributedDataParallel` / `DataParallel` wrapper (fastai's `distrib_ctx`, `parallel_ctx`), else `model`."
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+
 class MixCallback(TermLossCallback):
     "Train with mixer `kind` (mixed CE); `sumix=True` re-estimates lambda per sample and adds `gamma` x the uncertainty regulariser."
     term_names = ('mix_ce', 'reg', 'lam_hat', 'lam_gap')
@@ -197,9 +201,14 @@ class MixCallback(TermLossCallback):
         self.kind, self.alpha, self.sumix, self.gamma, self.use_lam_hat, self.terms, self.mix_kw = kind, alpha, sumix, gamma, use_lam_hat, terms, mix_kw
         self.feature_module, self.last = feature_module, None
 
+    @property
+    def uses_head(self) -> bool:
+        "Whether the loss has the uncertainty regulariser and so needs the head g (DDP fails on a head that gets no gradient)."
+        return self.sumix and self.gamma > 0 and self.terms is not None
+
     def _attach(self):
-        model = self.learn.model
-        if not self.sumix or hasattr(model, 'sumix_head'): return False
+        model = _unwrap(self.learn.model)
+        if not self.uses_head or hasattr(model, 'sumix_head'): return False
         mod = self.feature_module or _classifier(model)
         if not isinstance(mod, nn.Linear): raise ValueError(f"the feature module must be the final nn.Linear (its input is the pooled feature), got {type(mod).__name__}")
         model.sumix_head = nn.Linear(mod.in_features, mod.out_features).to(next(model.parameters()).device)
@@ -209,7 +218,7 @@ class MixCallback(TermLossCallback):
         super().before_fit()
         if self._attach(): self.learn.create_opt()                            # added after the optimiser was made: rebuild it
         if self.sumix:
-            mod = self.feature_module or _classifier(self.learn.model)
+            mod = self.feature_module or _classifier(_unwrap(self.learn.model))
             self._hook = mod.register_forward_hook(lambda m, inp, out: setattr(self, '_feat', inp[0]))
     def after_fit(self):                                                       # also reached from a cancelled fit
         super().after_fit()
@@ -236,7 +245,7 @@ class MixCallback(TermLossCallback):
         logits_a, logits_m = pred.split(self.B)
         h_a, h_m = self._feat.flatten(1).split(self.B)
         p_a = logits_a.detach().float().softmax(1)
-        out = sumix_loss(logits_m, p_a, h_a, h_m, self.learn.model.sumix_head, y, self.mixp, self.gamma, self.use_lam_hat, self.terms)
+        out = sumix_loss(logits_m, p_a, h_a, h_m, getattr(_unwrap(self.learn.model), 'sumix_head', None), y, self.mixp, self.gamma, self.use_lam_hat, self.terms)
         lh = out['lam_hat'].cpu()
         self.record(dict(mix_ce=out['mix_ce'].detach(), reg=out['reg'].detach(), lam_hat=lh.mean(), lam_gap=(lh - self.mixp.lam).abs().mean()))
         self.last = dict(mix=self.mixp, lam_hat=lh)
