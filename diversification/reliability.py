@@ -206,7 +206,9 @@ def bad_input_cases(tmp) -> list:
         ('data', 'a mask of another size than its image', lambda: D.load_seg_pair(tmp/'mask_dir'/'img.png', tmp/'mask_dir'/'mask.png'), 'size mismatch'),
         ('data', 'a label id outside the Cityscapes table', lambda: D.labelids_to_trainids(np.array([[40]]), 'mask.png'), '40'),
         ('data', "`on_error='ignore'`", lambda: D.check_images([], on_error='ignore'), 'on_error'),
+        ('data', 'a segmentation root with one corrupt image, default on_error', lambda: D.check_seg_items([(tmp/'corrupt.png', tmp/'mask_dir'/'mask.png')]), 'corrupt.png'),
         ('reproduce', 'an unknown size', lambda: RunConfig('medium'), 'size'),
+        ('reproduce', '`--imagefolder` without train/ and val/', lambda: RunConfig('ci', imagefolder=str(tmp/'empty')), 'train, val'),
         ('reproduce', 'an unknown experiment', lambda: run(RunConfig('ci', out=str(tmp/'r'), only=('augmx',)), show_progress=False), 'augmx'),
     ]
 

@@ -49,9 +49,9 @@ SIZES = {
                   am_epochs=1, am_test_n=10, am_sweeps=False, sa_epochs=1, sa_ocr=(32, 16), es_epochs=1, es_extra=1,
                   su_epochs=1, su_test_n=10, su_robust=50, su_ablation=(), tc_epochs=1, tc_ft=1,
                   en_members=('resnet10t', 'resnet14t'), en_epochs=1),
-    'quick': dict(cls_n=50, cls_epochs=12, seeds=(0,),      seg_data=(60, 20, 128, 256), seg_epochs=10, unet_base=16,
-                  am_epochs=4, am_test_n=100, am_sweeps=False, sa_epochs=3, sa_ocr=(128, 64), es_epochs=4, es_extra=4,
-                  su_epochs=5, su_test_n=100, su_robust=200, su_ablation=(), tc_epochs=4, tc_ft=1,
+    'quick': dict(cls_n=50, cls_epochs=8,  seeds=(0,),      seg_data=(60, 20, 128, 256), seg_epochs=10, unet_base=16,
+                  am_epochs=4, am_test_n=100, am_sweeps=False, sa_epochs=3, sa_ocr=(128, 64), es_epochs=3, es_extra=2,
+                  su_epochs=5, su_test_n=100, su_robust=200, su_ablation=(), tc_epochs=3, tc_ft=1,
                   en_members=('resnet10t', 'resnet14t'), en_epochs=3),
     'full':  dict(cls_n=50, cls_epochs=40, seeds=(0, 1, 2), seg_data=(200, 60, 128, 256), seg_epochs=40, unet_base=32,
                   am_epochs=20, am_test_n=None, am_sweeps=True, sa_epochs=20, sa_ocr=(128, 64), es_epochs=24, es_extra=20,
@@ -111,7 +111,10 @@ def experiment(name: str):
 
 # %% ../nbs/90_reproduce.ipynb #d4bf9e83
 def _quiet(learn: Learner, show: bool) -> Learner:
-    if not show and ProgressCallback in [type(c) for c in learn.cbs]: learn.remove_cb(ProgressCallback)
+    "Without `show`: no progress bars and no per-epoch log lines."
+    if show: return learn
+    if ProgressCallback in [type(c) for c in learn.cbs]: learn.remove_cb(ProgressCallback)
+    learn.logger = lambda *a, **k: None
     return learn
 
 @experiment('baseline_classification')
@@ -327,7 +330,8 @@ def _is_paper(col) -> bool: return 'paper' in str(col).lower()
 def html_table(df: pd.DataFrame, digits: int = 4) -> str:
     "An HTML table like `md_table`; the paper's columns get the class `paper` (shaded, labelled in the legend)."
     cell = lambda v: '' if v is None or (isinstance(v, float) and np.isnan(v)) else (f'{v:.{digits}f}' if isinstance(v, float) else html.escape(str(v)))
-    cls = lambda c: ' class="paper"' if _is_paper(c) else ''
+    text = {c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])}
+    cls = lambda c: ' class="paper"' if _is_paper(c) else (' class="txt"' if c in text else '')
     head = ''.join(f'<th{cls(c)}>{html.escape(str(c))}</th>' for c in df.columns)
     rows = ''.join('<tr>' + ''.join(f'<td{cls(c)}>{cell(v)}</td>' for c, v in zip(df.columns, r)) + '</tr>' for r in df.itertuples(index=False))
     return f'<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
@@ -360,7 +364,7 @@ PAPER_LEGEND = "Columns named `paper_...` or `paper: ...` are the paper's own nu
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:70rem;margin:1rem auto;padding:0 1rem;color:#222;line-height:1.45}
 table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0 1rem} th,td{border:1px solid #ccc;padding:.15rem .45rem;text-align:right}
-th{background:#f3f3f3} td:first-child,th:first-child{text-align:left} .paper{background:#fff4d6;font-style:italic}
+th{background:#f3f3f3} .txt{text-align:left} .paper{background:#fff4d6;font-style:italic}
 .note{color:#444} img{max-width:100%} code,pre{background:#f6f6f6} pre{padding:.5rem;overflow-x:auto;font-size:.8rem}"""
 
 def _tables(rec: dict):
@@ -374,6 +378,8 @@ def write_report(out, cfg: RunConfig, parts: dict, status: dict | None = None) -
     times = pd.DataFrame([dict(experiment=n, wall_time_s=r['wall_time_s'], status=status.get(n, 'ran'), finished=r['finished']) for n, r in parts.items()])
     head = (f"Size `{cfg.size}`, seeds {list(cfg.seeds)}, device {cfg.device}; {len(parts)} experiment(s), total wall time {total:.1f} s "
             f"({total / 60:.1f} min).")
+    if cfg.size != 'full': head += (f" The `{cfg.size}` size trains each model for a few epochs to show every experiment end to end; its orderings"
+                                    " are noisy. The comparisons are the `--full` size and the method notebooks' saved runs (`results/`).")
     md = [f"# diversification reproduce ({cfg.size})", "", head, "", PAPER_LEGEND, "", "## Wall time of each part", "", md_table(times, 1), ""]
     body = [f"<h1>diversification reproduce ({cfg.size})</h1>", f"<p>{html.escape(head)}</p>", f"<p class=note>{html.escape(PAPER_LEGEND)}</p>",
             "<h2>Wall time of each part</h2>", html_table(times, 1)]
@@ -422,7 +428,7 @@ def run(cfg: RunConfig, show_progress: bool = True, fresh: bool = False) -> dict
             write_report(cfg.out, cfg, parts, status)
     return parts
 
-# %% ../nbs/90_reproduce.ipynb #e0805c7d
+# %% ../nbs/90_reproduce.ipynb #8fba5b64
 def main(argv=None):
     "Entry point of the `diversification` console command."
     ap = argparse.ArgumentParser(prog='diversification', description='Reproducible companion to the diversification papers.')
