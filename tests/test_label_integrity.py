@@ -17,7 +17,7 @@ from diversification.seg_augmix import SEG_AUGMIX_OPS, seg_augmix, SegAugMixJSD
 from diversification.efficientseg import draw_seg_aug_params, apply_seg_aug, seg_aug_grid
 from diversification.tail_cutmix import tail_bank, draw_tail_mix, apply_tail_mix
 
-SETTINGS = dict(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = dict(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])   # the same examples on every CI run
 GEOMETRIC_ONLY = dict(p_color=0.0, p_jpeg=0.0)
 
 @st.composite
@@ -113,8 +113,18 @@ def test_joint_aug_moves_image_and_mask_together(ym, out_size, gseed):
     clear = (sy >= 1) & (sy <= H - 1) & (sx >= 1) & (sx <= W - 1) & (fy > 1e-3) & (fy < 1 - 1e-3) & (fx > 1e-3) & (fx < 1 - 1e-3)
     b = torch.arange(B).view(B, 1, 1).expand_as(sy)
     src = y[b[clear], sy[clear].floor().long(), sx[clear].floor().long()]
-    assert clear.float().mean() > 0.3                                         # the property is not vacuous
+    assert clear.sum() >= 10                                                  # the property is not vacuous
     assert torch.equal(yo[clear], src)
+
+def test_joint_aug_alignment_check_covers_most_pixels():
+    "On a typical draw (no zoom-out beyond the image) the alignment property above checks most output pixels."
+    y = torch.randint(0, 5, (4, 32, 48), generator=torch.Generator().manual_seed(0))
+    p = draw_seg_aug_params(y, (24, 32), generator=0, scale=(1.0, 1.5), **GEOMETRIC_ONLY)
+    xo, yo = apply_seg_aug(coordinate_image(4, 32, 48), y, p)
+    sy, sx = read_source(xo, 32, 48)
+    fy, fx = sy - sy.floor(), sx - sx.floor()
+    clear = (sy >= 1) & (sy <= 31) & (sx >= 1) & (sx <= 47) & (fy > 1e-3) & (fy < 1 - 1e-3) & (fx > 1e-3) & (fx < 1 - 1e-3)
+    assert clear.float().mean() > 0.5
 
 @given(masks(), st.sampled_from([(16, 16), (12, 24)]), st.integers(0, 2**31 - 1))
 @settings(**SETTINGS)
@@ -125,7 +135,8 @@ def test_joint_aug_ignore_only_where_filled(ym, out_size, gseed):
     x = torch.ones(B, 3, H, W)
     xo, yo = apply_seg_aug(x, y, p)
     grid = seg_aug_grid(p, (H, W))
-    outside = (grid.abs() >= 1).any(-1)                                        # sampled outside the image: filled
+    edge = ((grid.abs() - 1).abs() <= 1e-4).any(-1)                            # exactly on the image's edge: a rounding tie
+    outside = (grid.abs() > 1).any(-1) & ~edge                                 # sampled outside the image: filled
     # no new values: every output label is an input label or ignore
     assert set(yo.unique().tolist()) <= set(y.unique().tolist()) | {IGNORE_INDEX}
     # outside the image: ignore label and black (filled) pixels where no input pixel reaches
@@ -135,7 +146,7 @@ def test_joint_aug_ignore_only_where_filled(ym, out_size, gseed):
     gy = ((grid[..., 1] + 1) * H / 2).floor().long().clamp(0, H - 1); gx = ((grid[..., 0] + 1) * W / 2).floor().long().clamp(0, W - 1)
     b = torch.arange(B).view(B, 1, 1).expand_as(gy)
     near = y[b, gy, gx]
-    ok = ~outside
+    ok = ~outside & ~edge
     on_edge = ((((grid[..., 1] + 1) * H / 2) % 1 - 0.5).abs() > 0.499) | ((((grid[..., 0] + 1) * W / 2) % 1 - 0.5).abs() > 0.499)
     sel = ok & ~on_edge
     assert torch.equal(yo[sel] == IGNORE_INDEX, near[sel] == IGNORE_INDEX)

@@ -104,7 +104,7 @@ def test_sumix_loss_end_to_end(dtype, B):
     assert torch.isfinite(logits_m.grad).all() and all(torch.isfinite(q.grad).all() for q in head.parameters())
 
 @given(st.integers(1, 4), st.floats(0.01, 1.0), st.sampled_from(['uniform', 'saturated', 'normal']))
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20, deadline=None, derandomize=True)
 def test_ohem_finite_for_any_threshold(B, thresh, kind):
     C, H, W = 19, 4, 4
     z = logits_kind(kind, B * H * W, C, torch.float32).view(B, H, W, C).permute(0, 3, 1, 2).contiguous().requires_grad_()
