@@ -97,22 +97,21 @@ def set_rng_state(st: dict, learn=None):
         for k, s in st['generators'].items(): gens[k].set_state(s)
 
 # %% ../nbs/13_reliability.ipynb #d6fd6d1c
-def _pack(obj):
-    "Python/NumPy RNG states as nested lists of ints and tensors (what `torch.load(weights_only=True)` accepts)."
+def _storable(obj):
+    """`obj` in the types `torch.load(weights_only=True)` accepts: NumPy arrays (NumPy's RNG state) as tagged tensors, NumPy
+    scalars as Python numbers, fastcore `L`s (the optimiser's hypers) as lists; `_restored` undoes the arrays."""
     if isinstance(obj, np.ndarray): return {'__ndarray__': torch.from_numpy(obj.astype(np.int64)), 'dtype': str(obj.dtype)}
-    if isinstance(obj, (tuple, list)): return [_pack(o) for o in obj]
-    if isinstance(obj, dict): return {k: _pack(v) for k, v in obj.items()}
-    return obj
-
-def _plain(obj):
-    "fastcore `L`s as lists and NumPy scalars as Python numbers, recursively (the optimiser's state has both)."
     if isinstance(obj, np.generic): return obj.item()
-    if isinstance(obj, dict): return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)) or type(obj).__name__ == 'L': return type(obj)(_plain(o) for o in obj) if isinstance(obj, (list, tuple)) else [_plain(o) for o in obj]
+    if isinstance(obj, dict): return {k: _storable(v) for k, v in obj.items()}
+    if isinstance(obj, tuple): return tuple(_storable(o) for o in obj)
+    if isinstance(obj, (list, L)): return [_storable(o) for o in obj]
     return obj
 
-def _unpack_python(st): return (st[0], tuple(st[1]), st[2])
-def _unpack_numpy(st): return (st[0], st[1]['__ndarray__'].numpy().astype(st[1]['dtype']), *st[2:])
+def _restored(obj):
+    if isinstance(obj, dict):
+        return obj['__ndarray__'].numpy().astype(obj['dtype']) if '__ndarray__' in obj else {k: _restored(v) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)): return type(obj)(_restored(o) for o in obj)
+    return obj
 
 class ResumeCallback(Callback):
     "Checkpoint a fit after every epoch at `path`; the same fit started again resumes after the last finished epoch."
@@ -122,16 +121,15 @@ class ResumeCallback(Callback):
 
     def _config(self): return dict(self.config, n_epoch=self.n_epoch)
     def before_fit(self):
-        self.start, self._state, self.resumed_from = 0, None, None
+        self.start, self._state = 0, None
         if not getattr(self.learn, 'create_mbar', True): return          # `validate`/`get_preds`, not a fit
-        if self.learn.opt is None: self.learn.create_opt()
         ck = load_checkpoint(self.path, None, self._config())
         if ck is None:
             if self.path.exists(): warnings.warn(f"{self.path} was saved by another configuration or number of epochs: starting over and replacing it")
             return
         self.learn.model.load_state_dict(ck['state'])
         self.learn.opt.load_state_dict(ck['info']['opt']); self.learn.opt.hypers = L(self.learn.opt.hypers)
-        self.start, self._state, self.resumed_from = ck['info']['epoch'], ck['info'], ck['info']['epoch']
+        self.start, self._state = ck['info']['epoch'], ck['info']
         if self.verbose: print(f"resuming from {self.path}: {self.start} of {self.n_epoch} epochs done")
 
     def before_epoch(self):
@@ -145,16 +143,15 @@ class ResumeCallback(Callback):
             rec.values, rec.losses, rec.lrs, rec.iters = ([list(v) for v in s['values']], [torch.tensor(v) for v in s['losses']],
                                                           list(s['lrs']), list(s['iters']))
             rec.smooth_loss.count, rec.smooth_loss.val = s['smooth_count'], torch.tensor(s['smooth_val'])
-            rng = s['rng']
-            set_rng_state(dict(rng, python=_unpack_python(rng['python']), numpy=_unpack_numpy(rng['numpy']), dl=_unpack_python(rng['dl'])), self.learn)
+            set_rng_state(_restored(s['rng']), self.learn)
 
     def after_epoch(self):
         if self.epoch < self.start: return
         rec = self.learn.recorder
         st = rng_state(self.learn)
-        info = dict(epoch=self.epoch + 1, opt=_plain(self.learn.opt.state_dict()), values=[[float(v) for v in vals] for vals in rec.values],
+        info = dict(epoch=self.epoch + 1, opt=_storable(self.learn.opt.state_dict()), values=[[float(v) for v in vals] for vals in rec.values],
                     losses=[float(v) for v in rec.losses], lrs=[float(v) for v in rec.lrs], iters=list(rec.iters),
-                    smooth_count=int(rec.smooth_loss.count), smooth_val=float(rec.smooth_loss.val), rng=_pack(st))
+                    smooth_count=int(rec.smooth_loss.count), smooth_val=float(rec.smooth_loss.val), rng=_storable(st))
         save_checkpoint(self.path, self.learn.model, self._config(), **info)
 
     def after_fit(self):
