@@ -196,7 +196,7 @@ def augmix_mixup(cfg: RunConfig, show_progress: bool = True) -> Result:
     return Result('AugMix + Mixup with JSD (Fashion-MNIST few-shot)', table, {'augmix_mixup': ax.figure}, note, tables)
 
 # %% ../nbs/90_reproduce.ipynb #7707e2d5
-PAPER_TABLE7 = {'Baseline': 59.21, '+OHEM': 59.25, '+seg-AugMix': 59.84}   # % mIoU, HRNetV2-W48 + OCR, MiniCity val (the paper's)
+PAPER_TABLE7 = {k: v for k, v in en.PAPER_TABLE7_FULL.items() if k in sa.SEG_ROWS}   # % mIoU, HRNetV2-W48 + OCR, MiniCity val (the paper's)
 
 @experiment('seg_augmix')
 def seg_augmix_ocr(cfg: RunConfig, show_progress: bool = True) -> Result:
@@ -372,9 +372,9 @@ table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0 1rem} th,td{borde
 th{background:#f3f3f3} .txt{text-align:left} .paper{background:#fff4d6;font-style:italic}
 .note{color:#444} img{max-width:100%} code,pre{background:#f6f6f6} pre{padding:.5rem;overflow-x:auto;font-size:.8rem}"""
 
-def _tables(rec: dict):
-    yield None, _unframe(rec['table'])
-    for c, t in rec['tables'].items(): yield c, _unframe(t)
+def _tables(rec: dict) -> dict:
+    "A saved record's tables as DataFrames, `None` for the main one and the caption for each further one."
+    return {None: _unframe(rec['table']), **{c: _unframe(t) for c, t in rec['tables'].items()}}
 
 def write_report(out, cfg: RunConfig, parts: dict, status: dict | None = None) -> Path:
     "Write `results.md`, `results.html`, `results.json` and `config.json` from the saved `parts` (name: record); return the markdown path."
@@ -388,10 +388,11 @@ def write_report(out, cfg: RunConfig, parts: dict, status: dict | None = None) -
     md = [f"# diversification reproduce ({cfg.size})", "", head, "", PAPER_LEGEND, "", "## Wall time of each part", "", md_table(times, 1), ""]
     body = [f"<h1>diversification reproduce ({cfg.size})</h1>", f"<p>{html.escape(head)}</p>", f"<p class=note>{html.escape(PAPER_LEGEND)}</p>",
             "<h2>Wall time of each part</h2>", html_table(times, 1)]
+    tables = {name: _tables(r) for name, r in parts.items()}                  # parsed once for all three files
     for name, r in parts.items():
         md += [f"## {r['title']}", "", f"`{name}`: {r['note']} (wall time {r['wall_time_s']:.1f} s)", ""]
         body += [f"<h2 id={name}>{html.escape(r['title'])}</h2>", f"<p class=note><code>{name}</code>: {html.escape(r['note'])} (wall time {r['wall_time_s']:.1f} s)</p>"]
-        for caption, t in _tables(r):
+        for caption, t in tables[name].items():
             md += ([f"**{caption}**", ""] if caption else []) + [md_table(t), ""]
             body += ([f"<p><b>{html.escape(caption)}</b></p>"] if caption else []) + [html_table(t)]
         for f in r['figures']:
@@ -404,8 +405,8 @@ def write_report(out, cfg: RunConfig, parts: dict, status: dict | None = None) -
     (out/'results.html').write_text(f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>diversification reproduce ({cfg.size})</title>'
                                    f'<style>{_CSS}</style></head><body>' + '\n'.join(body) + '</body></html>')
     (out/'results.json').write_text(json.dumps({n: dict(title=r['title'], note=r['note'], wall_time_s=r['wall_time_s'],
-                                                        table=_unframe(r['table']).to_dict('records'),
-                                                        tables={c: _unframe(t).to_dict('records') for c, t in r['tables'].items()})
+                                                        table=tables[n][None].to_dict('records'),
+                                                        tables={c: t.to_dict('records') for c, t in tables[n].items() if c is not None})
                                                 for n, r in parts.items()}, indent=1, default=str))
     (out/'config.json').write_text(conf)
     return out/'results.md'
