@@ -24,7 +24,7 @@ __all__ = ['FASHION_MNIST_CLASSES', 'DEBIAN_FASHION_MNIST', 'EMBEDDED_FASHION_MN
            'open_image', 'check_images', 'image_folder_items', 'few_shot_image_folder', 'write_image_folder',
            'array_dls', 'fashion_mnist_dls', 'image_folder_dls', 'image_folder_arrays', 'labelids_to_trainids',
            'cityscapes_items', 'load_seg_pair', 'class_pixel_counts', 'class_image_counts', 'class_frequency_table',
-           'check_seg_items', 'SegDataset', 'seg_dls', 'show_seg_batch']
+           'check_seg_items', 'SegDataset', 'seg_dls', 'colour_mask', 'show_seg_batch']
 
 # %% ../nbs/01_data.ipynb #1ed3547d
 class DatasetError(ValueError):
@@ -120,8 +120,9 @@ def check_images(paths, on_error: str = 'raise') -> list:
     return good
 
 # %% ../nbs/01_data.ipynb #81ffcee2
-def image_folder_items(root, exts=IMAGE_EXTS) -> tuple[list, list, list]:
-    "`(paths, labels, classes)` of a `root/<class>/<image>` tree, classes sorted; errors name an empty or missing folder."
+def image_folder_items(root, exts=IMAGE_EXTS, on_error: str | None = None) -> tuple[list, list, list]:
+    """`(paths, labels, classes)` of a `root/<class>/<image>` tree, classes sorted; errors name an empty or missing folder.
+    `on_error`: `None` reads no file; 'raise' or 'skip' decodes each one now (see `check_images`), 'skip' dropping the unreadable."""
     root = Path(root)
     if not root.is_dir(): raise DatasetError(f"dataset folder not found: {root}")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -130,14 +131,14 @@ def image_folder_items(root, exts=IMAGE_EXTS) -> tuple[list, list, list]:
         files = sorted(p for p in (root/c).rglob('*') if p.suffix.lower() in exts)
         paths += files; labels += [i]*len(files)
     if not paths: raise DatasetError(f"no images ({', '.join(sorted(exts))}) found in class folders under {root}")
+    if on_error is not None:
+        ok = set(check_images(paths, on_error))
+        paths, labels = [p for p in paths if p in ok], [l for p, l in zip(paths, labels) if p in ok]
     return paths, labels, classes
 
 def few_shot_image_folder(root, n_per_class: int, seed=0, on_error: str = 'raise', exts=IMAGE_EXTS) -> tuple[list, list, list]:
     "A seeded `n_per_class` subset `(paths, labels, classes)` of an ImageFolder tree; unreadable files raise or are skipped."
-    paths, labels, classes = image_folder_items(root, exts)
-    if on_error == 'skip':
-        ok = set(check_images(paths, 'skip'))
-        paths, labels = [p for p in paths if p in ok], [l for p, l in zip(paths, labels) if p in ok]
+    paths, labels, classes = image_folder_items(root, exts, 'skip' if on_error == 'skip' else None)   # 'raise': only the selected files, below
     try: idx = few_shot_indices(labels, n_per_class, seed, classes=range(len(classes)))
     except DatasetError as e: raise DatasetError(f"{root}: {e} (class names: {classes})") from None
     sel_p = [paths[i] for i in idx]
@@ -198,9 +199,7 @@ def image_folder_dls(root, n_per_class: int, seed: int = 0, valid: str = 'val', 
     from fastai.vision.core import PILImage
     from fastai.vision.augment import Resize
     tp, tl, classes = few_shot_image_folder(Path(root)/train, n_per_class, seed, on_error)
-    vp, vl, vclasses = image_folder_items(Path(root)/valid)
-    if on_error == 'skip':
-        ok = set(check_images(vp, 'skip')); vl = [l for p, l in zip(vp, vl) if p in ok]; vp = [p for p in vp if p in ok]
+    vp, vl, vclasses = image_folder_items(Path(root)/valid, on_error='skip' if on_error == 'skip' else None)
     if vclasses != classes: raise DatasetError(f"class folders differ between {Path(root)/train} and {Path(root)/valid}")
     items, labels = tp + vp, tl + vl
     dsets = Datasets(range(len(items)), tfms=[[lambda i: PILImage.create(items[i])], [lambda i: classes[labels[i]], Categorize(vocab=classes, sort=False)]],
@@ -213,9 +212,7 @@ def image_folder_arrays(root, size: int = 64, train: str = 'train', valid: str =
     "`root/{train,val}/<class>/<image>` as `x_train, y_train, x_test, y_test` (uint8 `(N, size, size, 3)` / int64) and `classes`."
     root, out = Path(root), {}
     for split, key in ((train, 'train'), (valid, 'test')):
-        paths, labels, classes = image_folder_items(root/split)
-        if on_error == 'skip':
-            ok = set(check_images(paths, 'skip')); labels = [l for p, l in zip(paths, labels) if p in ok]; paths = [p for p in paths if p in ok]
+        paths, labels, classes = image_folder_items(root/split, on_error='skip' if on_error == 'skip' else None)   # 'raise': open_image below
         if key == 'train': cls0 = classes
         elif classes != cls0: raise DatasetError(f"class folders differ between {root/train} and {root/valid}")
         out[f'x_{key}'] = np.stack([np.asarray(open_image(p, 'RGB').resize((size, size), Image.BILINEAR)) for p in paths])
@@ -332,6 +329,15 @@ def seg_dls(root, train: str = 'train', valid: str = 'val', bs: int = 8, size: t
     return dls
 
 # %% ../nbs/01_data.ipynb #faca46a7
+def colour_mask(mask, palette=None) -> np.ndarray:
+    "(H, W, 3) float colours in [0, 1] of label `mask` (H, W); void and labels outside `palette` (default: Cityscapes') are black."
+    m = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)
+    pal = np.asarray(CITYSCAPES_PALETTE if palette is None else palette)
+    pal = pal / 255 if np.issubdtype(pal.dtype, np.integer) else pal.astype(float)
+    valid = (m >= 0) & (m < len(pal))
+    col = np.zeros(m.shape + (3,)); col[valid] = pal[m[valid]]
+    return col
+
 def show_seg_batch(x, y, pred=None, max_n: int = 4, alpha: float = 0.5, figsize_per=(2.4, 1.3)):
     "Show images with their trainId masks (and predictions) overlaid in Cityscapes colours; void is left uncoloured."
     import matplotlib.pyplot as plt
@@ -342,8 +348,7 @@ def show_seg_batch(x, y, pred=None, max_n: int = 4, alpha: float = 0.5, figsize_
         im = im/255 if im.max() > 1 else im
         for j, m in enumerate([None, y[i]] + ([] if pred is None else [pred[i]])):
             if m is not None:
-                m = np.asarray(m.cpu()); col = np.zeros_like(im); valid = m != IGNORE_INDEX
-                col[valid] = CITYSCAPES_PALETTE[m[valid]]/255
+                m = np.asarray(m.cpu()); col = colour_mask(m); valid = m != IGNORE_INDEX
                 shown = np.where(valid[..., None], (1 - alpha)*im + alpha*col, im)
             else: shown = im
             axs[i, j].imshow(shown); axs[i, j].axis('off')

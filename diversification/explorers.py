@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 from .core import check_image_batch, check_mask_batch, to_float, to_uint8
-from .data import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, IGNORE_INDEX
+from .data import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, IGNORE_INDEX, colour_mask
 from .ops import AUGMIX_OPS, augmix, draw_augmix_params
 from .seg_augmix import SEG_AUGMIX_OPS, augmix_branches, check_seg_pool, seg_augmix
 from .tail_cutmix import _class_id, class_buckets, tail_classes, tail_bank, draw_tail_mix, apply_tail_mix
@@ -91,10 +91,7 @@ def _palette(n: int) -> np.ndarray:
 
 def _colour(mask: torch.Tensor, n_classes: int) -> np.ndarray:
     "(H, W, 3) float colours of label `mask` (H, W); void and out-of-range labels black."
-    m = mask.detach().cpu().numpy()
-    valid = (m >= 0) & (m < n_classes)
-    col = np.zeros(m.shape + (3,)); col[valid] = _palette(n_classes)[m[valid]]
-    return col
+    return colour_mask(mask, _palette(n_classes))
 
 def _panel(shape, cols: int, rows: int = 1, title: float = 0.3) -> tuple:
     "figsize for `rows` x `cols` panels of images of `shape` (.., H, W), each about its own size at dpi 72."

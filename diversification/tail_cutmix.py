@@ -319,15 +319,14 @@ def apply_tail_mix(x: torch.Tensor, y: torch.Tensor, bank: TailBank, p: TailMixP
 def show_tail_mix(x, y, bank: TailBank, cls, levels=(0, 1, 2, 3), seed: int = 0, figsize=None, **kwargs):
     "Figure: the target images `x`, `y` (one row each) and `cls` pasted at each of `levels` (columns)."
     import matplotlib.pyplot as plt
-    from diversification.data import CITYSCAPES_PALETTE
-    pal = torch.zeros(256, 3, dtype=torch.uint8); pal[:len(CITYSCAPES_PALETTE)] = torch.as_tensor(np.asarray(CITYSCAPES_PALETTE, dtype=np.uint8))
+    from diversification.data import colour_mask
     n = len(x)
     fig, axs = plt.subplots(2 * n, len(levels) + 1, figsize=figsize or (1.9 * (len(levels) + 1), 2.1 * n), squeeze=False, dpi=72)
     for j, t in enumerate((None,) + tuple(levels)):
         if t is None: xo, yo = x, y
         else: xo, yo = apply_tail_mix(x, y, bank, draw_tail_mix(y, bank, 1.0, (t,), [cls], generator=seed, **kwargs))
         for i in range(n):
-            axs[2 * i, j].imshow(to_float(xo[i]).permute(1, 2, 0).cpu()); axs[2 * i + 1, j].imshow(pal[yo[i].cpu().clamp(0, 255)])
+            axs[2 * i, j].imshow(to_float(xo[i]).permute(1, 2, 0).cpu()); axs[2 * i + 1, j].imshow(colour_mask(yo[i]))
             axs[0, j].set_title('original' if t is None else f'level {t}', fontsize=8)
     for a in axs.flat: a.axis('off')
     fig.tight_layout(pad=0.2)
