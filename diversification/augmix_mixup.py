@@ -362,24 +362,28 @@ def step_cost(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int = 5, se
 
 # %% ../nbs/06_augmix_mixup.ipynb #58650b23
 def fit_variant(dls, variant: dict, model: str = 'resnet10t', epochs: int = 15, lr: float = 3e-3, seed: int = 0,
-                progress: bool = False) -> Learner:
-    "Train the timm model `model` from scratch with `AugMixMixup(**variant)` and the one-cycle schedule; return the Learner."
+                progress: bool = False, valid_every_epoch: bool = True) -> Learner:
+    """Train the timm model `model` from scratch with `AugMixMixup(**variant)` and the one-cycle schedule; return the Learner.
+    `valid_every_epoch=False` validates only after the last epoch (`core.ValidateAtEnd`)."""
     from fastai.metrics import accuracy
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401
-    from diversification.core import set_seed
+    from diversification.core import set_seed, ValidateAtEnd
     from diversification.models import timm_classifier
     set_seed(seed)
     in_chans = dls.one_batch()[0].shape[1]
-    learn = Learner(dls, timm_classifier(model, dls.c, in_chans=in_chans), metrics=accuracy, cbs=AugMixMixup(seed=seed, **variant))
+    learn = Learner(dls, timm_classifier(model, dls.c, in_chans=in_chans), metrics=accuracy,
+                    cbs=[AugMixMixup(seed=seed, **variant)] + ([] if valid_every_epoch else [ValidateAtEnd()]))
     with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit_one_cycle(epochs, lr)
     return learn
 
 def train_variant(dls, variant: dict, model: str = 'resnet10t', epochs: int = 15, lr: float = 3e-3, seed: int = 0,
-                  tta: bool = False, progress: bool = False) -> dict:
-    "Train `model` from scratch with `AugMixMixup(**variant)` and return its test accuracy (and 10-crop TTA accuracy)."
+                  tta: bool = False, progress: bool = False, on_fit=None, valid_every_epoch: bool = True) -> dict:
+    """Train `model` from scratch with `AugMixMixup(**variant)` and return its test accuracy (and 10-crop TTA accuracy);
+    `on_fit(learn)` is called after training, before scoring (e.g. to keep `learn.recorder.losses`)."""
     t0 = time.time()
-    learn = fit_variant(dls, variant, model, epochs, lr, seed, progress)
+    learn = fit_variant(dls, variant, model, epochs, lr, seed, progress, valid_every_epoch)
     t_train = time.time() - t0
+    if on_fit is not None: on_fit(learn)
     with learn.no_logging(), learn.no_bar(): out = dict(test_accuracy=float(learn.validate()[1]), train_s=t_train)
     if tta:
         p, t = random_crop_tta(learn, seed=seed, progress=progress)
@@ -395,8 +399,8 @@ SAME_AS = {('alpha', 0.0): 'AugMix', ('beta', 0.0): 'AugMix', ('gamma', 0.0): 'M
 
 def run_table(n_per_class: int = 50, epochs: int = 15, seeds=(0, 1, 2), rows: dict | None = None, sweeps: dict | None = None,
               model: str = 'resnet10t', source=None, tta: bool = True, device=None, progress: bool = True,
-              n_test_per_class: int | None = None):
-    "Train every row (and sweep point) for every seed: a long DataFrame with one line per (setting, seed)."
+              n_test_per_class: int | None = None, on_fit=None):
+    "Train every row (and sweep point) for every seed: a long DataFrame with one line per (setting, seed); `on_fit(setting, seed, learn)` after each fit."
     from fastprogress.fastprogress import master_bar
     from diversification.data import fashion_mnist_dls
     rows = TABLE2_ROWS if rows is None else rows
@@ -411,7 +415,8 @@ def run_table(n_per_class: int = 50, epochs: int = 15, seeds=(0, 1, 2), rows: di
     for group, name, kw in mb:
         for seed in seeds:
             dls = fashion_mnist_dls(n_per_class=n_per_class, seed=seed, bs=64, source=source, device=device, n_test_per_class=n_test_per_class)
-            r = train_variant(dls, kw, model, epochs, seed=seed, tta=tta)
+            r = train_variant(dls, kw, model, epochs, seed=seed, tta=tta, on_fit=on_fit and (lambda l, n=name, s=seed: on_fit(n, s, l)),
+                              valid_every_epoch=False)                       # scored once, after training
             out.append(dict(group=group, setting=name, seed=seed, alpha=kw['alpha'], beta=kw['beta'], gamma=kw['gamma'],
                             augmix=kw.get('augmix', True), **r))
     return pd.DataFrame(out)

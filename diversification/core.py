@@ -8,10 +8,12 @@ import os, random
 from pathlib import Path
 import numpy as np
 import torch
+from fastai.callback.core import Callback, CancelValidException
 
 # %% auto #0
 __all__ = ['set_seed', 'as_generator', 'check_image_batch', 'check_mask_batch', 'to_float', 'to_uint8', 'default_device',
-           'save_checkpoint', 'load_checkpoint', 'load_or_train', 'rss_mb', 'reset_peak_rss', 'call_in_fresh_process']
+           'save_checkpoint', 'load_checkpoint', 'load_or_train', 'ValidateAtEnd', 'rss_mb', 'reset_peak_rss',
+           'call_in_fresh_process']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 def set_seed(seed: int, deterministic: bool = True) -> torch.Generator:
@@ -104,6 +106,15 @@ def load_or_train(path, model: torch.nn.Module, config: dict, train) -> tuple[to
     t0 = time.time(); model = train(); t_train = time.time() - t0
     if path: save_checkpoint(path, model, config, train_s=t_train)
     return model, t_train
+
+# %% ../nbs/00_core.ipynb #74624690
+class ValidateAtEnd(Callback):
+    "Skip the validation pass of every epoch but the last of a fit (`Learner.validate` is left alone)."
+    order, _in_epoch = -5, False                                       # before the progress bar opens a validation bar
+    def before_train(self): self._in_epoch = True                      # `validate()` runs no training phase
+    def after_epoch(self): self._in_epoch = False
+    def before_validate(self):
+        if self._in_epoch and self.epoch < self.n_epoch - 1: raise CancelValidException()
 
 # %% ../nbs/00_core.ipynb #3f8ee982
 def rss_mb(field: str = 'VmRSS') -> float | None:

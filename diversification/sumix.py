@@ -19,7 +19,7 @@ __all__ = ['MIXERS', 'CORRUPTIONS', 'MIX_ALPHA', 'PAPER_TABLE1_R18', 'SUMIX_ABLA
            'spectral_residual_saliency', 'draw_mix', 'check_mix', 'apply_mix', 'mixed_ce', 'sumix_lambda',
            'sumix_regulariser', 'normalized_uncertainty', 'sumix_loss', 'MixCallback', 'grad_cam', 'MixExplorer',
            'corrupt', 'corruption_accuracy', 'occlusion_accuracy', 'fgsm_accuracy', 'train_mixer', 'robustness',
-           'run_sumix_table', 'summarize_sumix']
+           'stratified_subset', 'run_sumix_table', 'summarize_sumix']
 
 # %% ../nbs/09_sumix.ipynb #64c5f613
 @dataclass
@@ -420,17 +420,18 @@ SUMIX_ABLATION = {   # Table 6 rows: name -> MixCallback options on top of the m
     '+ lambda-hat + R(both)': dict(sumix=True, terms='both'),
 }
 
-def train_mixer(dls, kind: str, epochs: int = 15, lr: float = 3e-3, seed: int = 0, model: str = 'resnet10t', progress: bool = False, **cb_kw):
-    "ResNet-10t (or `model`) from scratch with `MixCallback(kind, **cb_kw)`, one-cycle Adam; returns the Learner."
+def train_mixer(dls, kind: str, epochs: int = 15, lr: float = 3e-3, seed: int = 0, model: str = 'resnet10t', progress: bool = False,
+                valid_every_epoch: bool = True, **cb_kw):
+    "ResNet-10t (or `model`) from scratch with `MixCallback(kind, **cb_kw)`, one-cycle Adam; returns the Learner (`valid_every_epoch`: see `fit_variant`)."
     from fastai.learner import Learner
     from fastai.metrics import accuracy
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401
-    from diversification.core import set_seed
+    from diversification.core import set_seed, ValidateAtEnd
     from diversification.models import timm_classifier
     set_seed(seed)
     in_chans = dls.one_batch()[0].shape[1]
     learn = Learner(dls, timm_classifier(model, dls.c, in_chans=in_chans), metrics=accuracy,
-                    cbs=MixCallback(kind, alpha=MIX_ALPHA[kind], seed=seed, **cb_kw))
+                    cbs=[MixCallback(kind, alpha=MIX_ALPHA[kind], seed=seed, **cb_kw)] + ([] if valid_every_epoch else [ValidateAtEnd()]))
     with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit_one_cycle(epochs, lr)
     return learn
 
@@ -439,9 +440,18 @@ def robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, patch: int = 
     return dict(corruption_acc=corruption_accuracy(model, x, y).accuracy.mean(), fgsm_acc=fgsm_accuracy(model, x, y),
                 occlusion50_acc=occlusion_accuracy(model, x, y, ratios=(0.5,), patch=patch).accuracy[0])
 
+def stratified_subset(y: torch.Tensor, n: int) -> torch.Tensor:
+    "Indices of `n` items of the labels `y` taking the classes in turn (each class's items in order), so every class is represented."
+    y = torch.as_tensor(y).long()
+    rank = torch.zeros_like(y)
+    for c in y.unique(): m = y == c; rank[m] = torch.arange(int(m.sum()))
+    return torch.argsort(rank * (int(y.max()) + 1) + y, stable=True)[:n]
+
 def run_sumix_table(n_per_class: int = 50, epochs: int = 15, seeds=(0, 1, 2), kinds=MIXERS, ablation_kinds=(), n_test_per_class=None,
-                    n_robust: int = 500, source=None, device=None, progress: bool = True) -> pd.DataFrame:
-    "Each mixer with and without SUMix (and the Table 6 rows for `ablation_kinds`) for every seed: one line per run."
+                    n_robust: int = 500, source=None, device=None, progress: bool = True, on_fit=None) -> pd.DataFrame:
+    """Each mixer with and without SUMix (and the Table 6 rows for `ablation_kinds`) for every seed: one line per run. The
+    robustness scores use `n_robust` test images stratified over the classes (`robust_classes` says how many classes);
+    `on_fit(f'{mixer} / {row}', seed, learn)` is called after each fit."""
     from fastprogress.fastprogress import master_bar
     from diversification.data import fashion_mnist_dls
     jobs = [(k, r) for k in kinds for r in ('mixer', '+ lambda-hat + R(both)')]
@@ -450,10 +460,13 @@ def run_sumix_table(n_per_class: int = 50, epochs: int = 15, seeds=(0, 1, 2), ki
     for kind, row in (master_bar(jobs) if progress else jobs):
         for seed in seeds:
             dls = fashion_mnist_dls(n_per_class=n_per_class, seed=seed, bs=64, source=source, device=device, n_test_per_class=n_test_per_class)
-            t0 = time.time(); learn = train_mixer(dls, kind, epochs, seed=seed, **SUMIX_ABLATION[row]); t = time.time() - t0
+            t0 = time.time(); learn = train_mixer(dls, kind, epochs, seed=seed, valid_every_epoch=False, **SUMIX_ABLATION[row]); t = time.time() - t0
+            if on_fit is not None: on_fit(f'{kind} / {row}', seed, learn)
             xv, yv = [_plain(torch.cat(t_)) for t_ in zip(*[(b[0], b[1]) for b in dls.valid])]
             r = dict(mixer=kind, row=row, sumix=row != 'mixer', seed=seed, test_accuracy=_acc(learn.model.eval(), xv, yv, 256), train_s=t)
-            if n_robust: r.update(robustness(learn.model, xv[:n_robust], yv[:n_robust]))
+            if n_robust:
+                sub = stratified_subset(yv, n_robust)
+                r.update(robustness(learn.model, xv[sub], yv[sub]), robust_classes=len(yv[sub].unique()))
             rows.append(r)
     return pd.DataFrame(rows)
 
