@@ -18,11 +18,12 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle)
 from fastai.callback.progress import ProgressCallback
-from .core import set_seed, default_device, _jsonable
+from .core import set_seed, default_device, _jsonable, ValidateAtEnd
 from .data import DatasetError, fashion_mnist_dls, seg_dls, show_seg_batch, cityscapes_items, CITYSCAPES_CLASSES, IGNORE_INDEX
 from .models import timm_classifier, UNet, param_count
 from .synthcity import make_synthcity
 from .metrics import evaluate_segmenter, plot_class_iou
+from . import claims as cl
 from . import augmix_mixup as am
 from . import seg_augmix as sa
 from . import efficientseg as es
@@ -31,10 +32,11 @@ from . import tail_cutmix as tc
 from . import ensemble as en
 
 # %% auto #0
-__all__ = ['SIZES', 'EXPERIMENTS', 'PAPER_TABLE2_B0', 'PAPER_TABLE7', 'PAPER_TAIL_TABLE1_IOU', 'PAPER_TAIL_TABLE1_ACC',
-           'PAPER_TABLE3', 'PAPER_LEGEND', 'RunConfig', 'Result', 'experiment', 'baseline_classification',
-           'baseline_segmentation', 'augmix_mixup', 'seg_augmix_ocr', 'efficientseg', 'sumix', 'tail_cutmix',
-           'ensemble', 'environment', 'md_table', 'html_table', 'save_part', 'load_part', 'write_report', 'run', 'main']
+__all__ = ['SIZES', 'CUDA_FULL', 'EXPERIMENTS', 'PAPER_TABLE2_B0', 'PAPER_TABLE7', 'PAPER_TAIL_TABLE1_IOU',
+           'PAPER_TAIL_TABLE1_ACC', 'PAPER_TABLE3', 'PAPER_LEGEND', 'LEDGER_INTRO', 'RunConfig', 'Result', 'experiment',
+           'plot_curves', 'baseline_classification', 'baseline_segmentation', 'augmix_mixup', 'seg_augmix_ocr',
+           'efficientseg', 'sumix', 'tail_cutmix', 'ensemble', 'environment', 'md_table', 'html_table', 'save_part',
+           'load_part', 'report_ledger', 'write_report', 'run', 'main']
 
 # %% ../nbs/90_reproduce.ipynb #f4c73a5d
 SIZES = {
@@ -45,19 +47,27 @@ SIZES = {
     #          su: SUMix epochs, test images per class, images for the robustness scores, Table 6 ablation mixers
     #          tc: tail CutMix epochs for M0/M1, fine-tuning epochs for each M2-j and the control
     #          en: ensemble members (timm classifiers) and their epochs; the segmentation ensemble reuses the sa models
+    #          experiments: what the size runs (None: every registered experiment)
     'ci':    dict(cls_n=5,  cls_epochs=1,  seeds=(0,),      seg_data=(8, 4, 64, 128),    seg_epochs=1,  unet_base=8,
                   am_epochs=1, am_test_n=10, am_sweeps=False, sa_epochs=1, sa_ocr=(32, 16), es_epochs=1, es_extra=1,
-                  su_epochs=1, su_test_n=10, su_robust=50, su_ablation=(), tc_epochs=1, tc_ft=1,
-                  en_members=('resnet10t', 'resnet14t'), en_epochs=1),
-    'quick': dict(cls_n=50, cls_epochs=8,  seeds=(0,),      seg_data=(60, 20, 128, 256), seg_epochs=10, unet_base=16,
-                  am_epochs=4, am_test_n=100, am_sweeps=False, sa_epochs=3, sa_ocr=(128, 64), es_epochs=3, es_extra=2,
-                  su_epochs=5, su_test_n=100, su_robust=200, su_ablation=(), tc_epochs=3, tc_ft=1,
-                  en_members=('resnet10t', 'resnet14t'), en_epochs=3),
-    'full':  dict(cls_n=50, cls_epochs=40, seeds=(0, 1, 2), seg_data=(200, 60, 128, 256), seg_epochs=40, unet_base=32,
+                  su_epochs=1, su_test_n=10, su_robust=50, su_ablation=(), su_kinds=su.MIXERS, tc_epochs=1, tc_ft=1,
+                  en_members=('resnet10t', 'resnet14t'), en_epochs=1, experiments=None),
+    # quick: one seed, a reduced design trained until its loss curves flatten (126 steps per classifier, 480 per segmenter);
+    # measured 5-6 min on 2 CPU cores (README)
+    'quick': dict(cls_n=50, cls_epochs=24, seeds=(0,), seg_data=(120, 60, 64, 128), seg_epochs=32, unet_base=12,
+                  am_epochs=18, am_test_n=100, am_sweeps=False, sa_epochs=3, sa_ocr=(128, 64), es_epochs=3, es_extra=2,
+                  su_epochs=18, su_test_n=100, su_robust=200, su_ablation=(), su_kinds=('cutmix',), tc_epochs=3, tc_ft=1,
+                  en_members=('resnet10t', 'resnet14t'), en_epochs=3,
+                  experiments=('augmix_mixup', 'sumix', 'baseline_segmentation')),   # Table 2's Baseline row is the baseline classifier
+    # full: 64x128 SynthCity (as the quick size; 128x256 made the EfficientSeg U-Net rows alone take over 2 h on 2 cores)
+    'full':  dict(cls_n=50, cls_epochs=40, seeds=(0, 1, 2), seg_data=(200, 100, 64, 128), seg_epochs=40, unet_base=32,
                   am_epochs=20, am_test_n=None, am_sweeps=True, sa_epochs=20, sa_ocr=(128, 64), es_epochs=24, es_extra=20,
-                  su_epochs=20, su_test_n=None, su_robust=500, su_ablation=('cutmix', 'fmix', 'saliencymix'),
-                  tc_epochs=24, tc_ft=4, en_members=en.CLS_MEMBERS, en_epochs=15),
+                  su_epochs=20, su_test_n=None, su_robust=500, su_ablation=('cutmix', 'fmix', 'saliencymix'), su_kinds=su.MIXERS,
+                  tc_epochs=24, tc_ft=4, en_members=en.CLS_MEMBERS, en_epochs=15, experiments=None),
 }
+# `full` on a CUDA device: larger resolution, more epochs and seeds (applied by `RunConfig`, recorded as `scaled_for`)
+CUDA_FULL = dict(seeds=(0, 1, 2, 3, 4), seg_data=(200, 100, 256, 512), seg_epochs=120, unet_base=32, cls_epochs=80,
+                 am_epochs=60, sa_epochs=80, es_epochs=80, su_epochs=60, tc_epochs=80, tc_ft=10, en_epochs=40)
 
 @dataclass
 class RunConfig:
@@ -72,12 +82,14 @@ class RunConfig:
     cityscapes_root: str | None = None       # a MiniCity/Cityscapes root instead of SynthCity
     data_dir: str | None = None              # where SynthCity is generated (default: a user cache folder)
     params: dict = field(default_factory=dict)
+    scaled_for: str | None = None            # set to 'cuda' when `full` runs on a CUDA device with `CUDA_FULL`
 
     def __post_init__(self):
         if self.size not in SIZES: raise ValueError(f"`size` must be one of {list(SIZES)}, got {self.size!r}")
-        self.params = {**SIZES[self.size], **self.params}
-        self.seeds = tuple(self.seeds) or tuple(self.params['seeds'])
         self.device = self.device or str(default_device())
+        if self.size == 'full' and self.device.startswith('cuda') and self.scaled_for is None: self.scaled_for = 'cuda'
+        self.params = {**SIZES[self.size], **(CUDA_FULL if self.scaled_for == 'cuda' else {}), **self.params}
+        self.seeds = tuple(self.seeds) or tuple(self.params['seeds'])
         for name, root, need in (('imagefolder', self.imagefolder, ('train', 'val')), ('cityscapes_root', self.cityscapes_root, ('leftImg8bit', 'gtFine'))):
             if root is not None and not all((Path(root)/d).is_dir() for d in need):
                 raise DatasetError(f"`{name}`: {root} must contain the folders {', '.join(need)}")
@@ -101,6 +113,7 @@ class Result:
     figures: dict = field(default_factory=dict)
     note: str = ''
     tables: dict = field(default_factory=dict)    # further tables by caption, e.g. per-class IoU
+    measurements: pd.DataFrame | None = None      # per-seed scores for the claims ledger (`claims.MEASURE_COLS`)
 
 EXPERIMENTS: dict[str, Callable[[RunConfig], Result]] = {}
 
@@ -117,6 +130,28 @@ def _quiet(learn: Learner, show: bool) -> Learner:
     learn.logger = lambda *a, **k: None
     return learn
 
+def _cls_name(cfg: RunConfig) -> str:
+    "The classification data of a run, for titles."
+    if cfg.imagefolder: return f"ImageFolder {Path(cfg.imagefolder).name}"
+    return 'Fashion-MNIST few-shot' + (f" ({cfg.fashion_source})" if cfg.fashion_source else '')
+
+def _seg_name(cfg: RunConfig) -> str:
+    "The segmentation data of a run, for titles."
+    return f"Cityscapes layout {Path(cfg.cityscapes_root).name}" if cfg.cityscapes_root else 'SynthCity'
+
+def plot_curves(curves: dict, title: str = '', smooth: int = 20):
+    "Training loss per optimiser step of each named run (`{name: recorder.losses}`), a running mean of `smooth` steps: do they flatten?"
+    fig, ax = plt.subplots(figsize=(4.5, 2.6))
+    for name, losses in curves.items():
+        v = np.asarray([float(l) for l in losses])
+        if not len(v): continue
+        k = max(1, min(smooth, len(v) // 5))
+        ax.plot(np.arange(k - 1, len(v)), np.convolve(v, np.ones(k) / k, mode='valid'), lw=1, label=name)
+    ax.set_xlabel('optimiser step', fontsize=8); ax.set_ylabel('training loss', fontsize=8); ax.tick_params(labelsize=7)
+    if curves: ax.legend(fontsize=7, frameon=False)
+    ax.set_title(title, fontsize=9)
+    return fig
+
 @experiment('baseline_classification')
 def baseline_classification(cfg: RunConfig, show_progress: bool = True) -> Result:
     "ResNet-10t from scratch on the few-shot Fashion-MNIST subset (cross-entropy only): test accuracy per seed."
@@ -124,16 +159,18 @@ def baseline_classification(cfg: RunConfig, show_progress: bool = True) -> Resul
     for seed in cfg.seeds:
         set_seed(seed)
         dls = fashion_mnist_dls(n_per_class=p['cls_n'], seed=seed, bs=64, source=cfg.cls_source, device=cfg.device)
-        learn = _quiet(Learner(dls, timm_classifier('resnet10t', len(dls.vocab), in_chans=dls.one_batch()[0].shape[1]), metrics=accuracy), show_progress)
+        learn = _quiet(Learner(dls, timm_classifier('resnet10t', len(dls.vocab), in_chans=dls.one_batch()[0].shape[1]), metrics=accuracy,
+                               cbs=ValidateAtEnd()), show_progress)
         learn.fit_one_cycle(p['cls_epochs'], 3e-3)
+        losses = list(learn.recorder.losses)                               # `validate` below starts a new recorder
         rows.append(dict(seed=seed, train_per_class=p['cls_n'], epochs=p['cls_epochs'], test_images=len(dls.valid_ds),
                          test_accuracy=float(learn.validate()[1])))
     table = pd.DataFrame(rows)
-    fig = plt.figure(figsize=(4, 2.6)); learn.recorder.plot_loss(); plt.title('baseline classifier, last seed', fontsize=9)
+    fig = plot_curves({'cross-entropy': losses}, f'baseline classifier, seed {cfg.seeds[-1]}')
     acc = table.test_accuracy
     note = (f"test accuracy {acc.mean():.4f}" + (f" ± {acc.std():.4f} over {len(acc)} seeds" if len(acc) > 1 else f" (seed {cfg.seeds[0]})") +
             "; the reference point for the method experiments (no paper reports this exact setting)")
-    return Result('Baseline classifier (Fashion-MNIST few-shot)', table, {'cls_loss': fig}, note)
+    return Result(f'Baseline classifier ({_cls_name(cfg)})', table, {'cls_loss': fig}, note)
 
 # %% ../nbs/90_reproduce.ipynb #e0405b14
 def _seg_root(cfg: RunConfig, show_progress: bool):
@@ -158,7 +195,7 @@ def baseline_segmentation(cfg: RunConfig, show_progress: bool = True) -> Result:
         set_seed(seed)
         dls = seg_dls(root, bs=8, size=size, device=cfg.device, seed=seed)
         model = UNet(len(CITYSCAPES_CLASSES), base=p['unet_base'])
-        learn = _quiet(Learner(dls, model, loss_func=CrossEntropyLossFlat(axis=1, ignore_index=IGNORE_INDEX)), show_progress)
+        learn = _quiet(Learner(dls, model, loss_func=CrossEntropyLossFlat(axis=1, ignore_index=IGNORE_INDEX), cbs=ValidateAtEnd()), show_progress)
         learn.fit_one_cycle(p['seg_epochs'], 3e-3)
         res = evaluate_segmenter(learn.model, cityscapes_items(root, 'val'), bs=8, size=size)
         rows.append(dict(seed=seed, params=param_count(model), epochs=p['seg_epochs'], **res.summary()))
@@ -168,12 +205,13 @@ def baseline_segmentation(cfg: RunConfig, show_progress: bool = True) -> Result:
     x, y = dls.valid.one_batch()
     with torch.no_grad(): pred = learn.model.eval()(x).argmax(1)
     figs = {'seg_samples': show_seg_batch(x.cpu(), y.cpu(), pred.cpu(), max_n=3)}
+    figs['seg_loss'] = plot_curves({'cross-entropy': learn.recorder.losses}, f'baseline U-Net, seed {cfg.seeds[-1]}')
     ax = plot_class_iou(res, highlight=('rider', 'truck', 'bus', 'train', 'motorcycle'), figsize=(4, 4.5)); ax.set_title('baseline U-Net (last seed)', fontsize=9)
     figs['seg_iou'] = ax.figure
     note = (f"mIoU {table.miou.mean():.4f} on {'the given root' if cfg.cityscapes_root else 'SynthCity val'}; "
             "the reference point for the segmentation experiments (no paper reports this exact setting)")
     classes.index.name = 'class'
-    return Result('Baseline segmenter (U-Net)', table, figs, note, {'per-class IoU': classes.reset_index()})
+    return Result(f'Baseline segmenter (U-Net, {_seg_name(cfg)})', table, figs, note, {'per-class IoU': classes.reset_index()})
 
 # %% ../nbs/90_reproduce.ipynb #b583e48f
 PAPER_TABLE2_B0 = {'Baseline': 49.23, 'Mixup': 51.41, 'AugMix': 56.29, 'AugMix+Mixup': 59.60}   # % top-1, the paper's Table 2
@@ -182,18 +220,21 @@ PAPER_TABLE2_B0 = {'Baseline': 49.23, 'Mixup': 51.41, 'AugMix': 56.29, 'AugMix+M
 def augmix_mixup(cfg: RunConfig, show_progress: bool = True) -> Result:
     "AugMix + Mixup + JSD on few-shot Fashion-MNIST: Table 2's four rows (and Tables 4-6 sweeps at full size)."
     p = cfg.params
+    curves = {}
     df = am.run_table(p['cls_n'], p['am_epochs'], cfg.seeds, sweeps=am.SWEEPS if p['am_sweeps'] else {}, source=cfg.cls_source,
-                      device=cfg.device, progress=show_progress, n_test_per_class=p['am_test_n'])
+                      device=cfg.device, progress=show_progress, n_test_per_class=p['am_test_n'],
+                      on_fit=lambda name, seed, learn: curves.setdefault(name, learn.recorder.losses))
     table = am.summarize(df)
     t2 = table[table.group == 'Table 2']
     table['paper_table2_b0_percent'] = table.setting.map(PAPER_TABLE2_B0)
     tables = {'per seed': df.drop(columns=['group'])}
     if p['am_sweeps']: tables['sensitivity to alpha, beta, gamma (Tables 4-6 at our scale)'] = am.sensitivity_table(df)
     ax = am.plot_table(df); ax.set_title(f"ResNet-10t, {p['cls_n']} images/class, {p['am_epochs']} epochs", fontsize=9)
-    order = ' > '.join(t2.sort_values('test_accuracy_mean', ascending=False).setting)
-    note = (f"test accuracy order {order} (paper's Table 2: AugMix+Mixup > AugMix > Mixup > Baseline); "
+    note = (f"test accuracy {', '.join(f'{s} {a:.4f}' for s, a in zip(t2.setting, t2.test_accuracy_mean))} (mean over {len(cfg.seeds)} seed(s); "
+            "directions and their intervals: the claims ledger); "
             f"the paper_table2_b0_percent column is the paper's EfficientNet-B0 on ImageNet, not ours")
-    return Result('AugMix + Mixup with JSD (Fashion-MNIST few-shot)', table, {'augmix_mixup': ax.figure}, note, tables)
+    figs = {'augmix_mixup': ax.figure, 'augmix_mixup_loss': plot_curves(curves, f"training loss (seed {cfg.seeds[0]})")}
+    return Result(f'AugMix + Mixup with JSD ({_cls_name(cfg)})', table, figs, note, tables, cl.measure_table(df, 'augmix_mixup'))
 
 # %% ../nbs/90_reproduce.ipynb #7707e2d5
 PAPER_TABLE7 = {k: v for k, v in en.PAPER_TABLE7_FULL.items() if k in sa.SEG_ROWS}   # % mIoU, HRNetV2-W48 + OCR, MiniCity val (the paper's)
@@ -210,11 +251,11 @@ def seg_augmix_ocr(cfg: RunConfig, show_progress: bool = True) -> Result:
     table, mean_pc = sa.summarize_seg(summary, per_class)
     table['paper_table7_miou_percent'] = table.setting.map(PAPER_TABLE7)
     ax = sa.plot_seg_classes(mean_pc); ax.set_title(f"HRNet-W18 + OCR, {p['sa_epochs']} epochs", fontsize=9)
-    order = ' > '.join(table.sort_values('miou_mean', ascending=False).setting)
-    note = (f"mIoU order {order} (paper's Table 7: +seg-AugMix > +OHEM > Baseline); "
+    note = (f"mIoU with TTA {', '.join(f'{s} {v:.4f}' for s, v in zip(table.setting, table.miou_tta_mean))} (mean over {len(cfg.seeds)} seed(s); "
+            "directions and their intervals: the claims ledger); "
             f"paper_table7_miou_percent is the paper's HRNetV2-W48 + OCR on MiniCity, not ours")
-    return Result('seg-AugMix, OHEM, HRNetV2 + OCR (SynthCity)', table, {'seg_augmix_iou': ax.figure}, note,
-                  {'per seed': summary, 'per-class IoU (mean over seeds)': mean_pc})
+    return Result(f'seg-AugMix, OHEM, HRNetV2 + OCR ({_seg_name(cfg)})', table, {'seg_augmix_iou': ax.figure}, note,
+                  {'per seed': summary, 'per-class IoU (mean over seeds)': mean_pc}, cl.measure_table(summary, 'seg_augmix'))
 
 # %% ../nbs/90_reproduce.ipynb #6c33f687
 @experiment('efficientseg')
@@ -230,31 +271,36 @@ def efficientseg(cfg: RunConfig, show_progress: bool = True) -> Result:
     mean_pc = mean_pc.join(paper.add_prefix('paper: '), on='class')
     ax = sa.plot_seg_classes(mean_pc[mean_pc['class'] != 'mIoU'][['class'] + list(table.setting)])
     ax.set_title(f"{p['es_epochs']} epochs, flip TTA", fontsize=9)
-    order = ' > '.join(table.sort_values('miou_flip_mean', ascending=False).setting)
-    note = (f"mIoU (flip TTA) order {order}; the 'paper:' columns are the paper's MiniCity test IoUs "
+    note = (f"mIoU with flip TTA {', '.join(f'{s} {v:.4f}' for s, v in zip(table.setting, table.miou_flip_mean))} (mean over {len(cfg.seeds)} "
+            "seed(s); directions and their intervals: the claims ledger); the 'paper:' columns are the paper's MiniCity test IoUs "
             f"(EfficientSeg 1.5 with aug 0.515, U-Net baseline 0.40 in its text), not ours")
-    return Result('EfficientSeg vs U-Net at equal parameters (SynthCity)', table, {'efficientseg_iou': ax.figure}, note,
-                  {'per seed': summary, 'per-class IoU with flip TTA (mean over seeds), beside the paper': mean_pc})
+    return Result(f'EfficientSeg vs U-Net at equal parameters ({_seg_name(cfg)})', table, {'efficientseg_iou': ax.figure}, note,
+                  {'per seed': summary, 'per-class IoU with flip TTA (mean over seeds), beside the paper': mean_pc},
+                  cl.measure_table(summary, 'efficientseg'))
 
 # %% ../nbs/90_reproduce.ipynb #87a178ab
 @experiment('sumix')
 def sumix(cfg: RunConfig, show_progress: bool = True) -> Result:
     "Each mixer (Mixup, CutMix, FMix, SaliencyMix, ResizeMix) with and without SUMix on few-shot Fashion-MNIST."
     p = cfg.params
-    df = su.run_sumix_table(p['cls_n'], p['su_epochs'], cfg.seeds, ablation_kinds=p['su_ablation'], n_test_per_class=p['su_test_n'],
-                            n_robust=p['su_robust'], source=cfg.cls_source, device=cfg.device, progress=show_progress)
+    curves = {}
+    df = su.run_sumix_table(p['cls_n'], p['su_epochs'], cfg.seeds, kinds=p['su_kinds'], ablation_kinds=p['su_ablation'], n_test_per_class=p['su_test_n'],
+                            n_robust=p['su_robust'], source=cfg.cls_source, device=cfg.device, progress=show_progress,
+                            on_fit=lambda name, seed, learn: curves.setdefault(name, learn.recorder.losses))
     table, abl = su.summarize_sumix(df)
     table['paper_cifar100_r18_percent'] = [su.PAPER_TABLE1_R18.get(m, (np.nan, np.nan))[int(s)] for m, s in zip(table.mixer, table.sumix)]
     gains = table[table.sumix].set_index('mixer').gain_vs_mixer
     note = ("SUMix gain in test accuracy per mixer: " + ", ".join(f"{m} {g * 100:+.2f}" for m, g in gains.items()) +
-            " points; paper_cifar100_r18_percent is the paper's Table 1 (CIFAR-100, ResNet-18), not ours")
+            f" points (mean over {len(cfg.seeds)} seed(s); directions and their intervals: the claims ledger); "
+            "paper_cifar100_r18_percent is the paper's Table 1 (CIFAR-100, ResNet-18), not ours")
     fig, ax = plt.subplots(figsize=(4.5, 2.6))
     t = table.pivot(index='mixer', columns='sumix', values='test_accuracy_mean').rename(columns={False: 'mixer', True: '+ SUMix'})
     t.plot.bar(ax=ax, rot=0); ax.set_ylim(max(0, t.values.min() - 0.05), min(1, t.values.max() + 0.03)); ax.set_ylabel('test accuracy')
     ax.set_title(f"ResNet-10t, {p['cls_n']}/class, {p['su_epochs']} epochs", fontsize=9); ax.tick_params(labelsize=7); ax.legend(fontsize=8)
     tables = {'per run': df}
     if len(p['su_ablation']): tables['ablation (Table 6 at our scale)'] = abl
-    return Result('SUMix on cutting-based mixers (Fashion-MNIST few-shot)', table, {'sumix': fig}, note, tables)
+    figs = {'sumix': fig, 'sumix_loss': plot_curves(curves, f"training loss (seed {cfg.seeds[0]})")}
+    return Result(f'SUMix on cutting-based mixers ({_cls_name(cfg)})', table, figs, note, tables, cl.measure_sumix(df))
 
 # %% ../nbs/90_reproduce.ipynb #0efada1a
 PAPER_TAIL_TABLE1_IOU = {'Baseline (M0)': 0.39, 'Class-wise ensemble (MR)': 0.66}   # the paper's Table 1, MiniCity test (not ours)
@@ -277,8 +323,8 @@ def tail_cutmix(cfg: RunConfig, show_progress: bool = True) -> Result:
     note = (f"mIoU {', '.join(f'{k} {v:.3f}' for k, v in m.miou_mean.items())}; tail-class mIoU "
             f"{', '.join(f'{k} {v:.3f}' for k, v in m.tail_miou_mean.items())}; tail classes (seed {buckets.seed.min()}): {tail0}. "
             "the paper_table1 columns are the paper's Table 1 on MiniCity test (its baseline and its final multi-level result), not ours")
-    return Result('Tail-pixel CutMix + scale attention (SynthCity)', table, {'tail_cutmix_iou': ax.figure}, note,
-                  {'per seed': summary, 'per-class IoU (mean over seeds)': mean_pc, 'buckets': buckets})
+    return Result(f'Tail-pixel CutMix + scale attention ({_seg_name(cfg)})', table, {'tail_cutmix_iou': ax.figure}, note,
+                  {'per seed': summary, 'per-class IoU (mean over seeds)': mean_pc, 'buckets': buckets}, cl.measure_table(summary, 'tail_cutmix'))
 
 # %% ../nbs/90_reproduce.ipynb #a9d149c2
 PAPER_TABLE3 = {'model': (63.07, 63.06, 63.03, 62.96, 62.04, 61.80, 60.60, 59.60),      # the paper's Table 3 (%), EfficientNet-B5, B6,
@@ -311,7 +357,8 @@ def ensemble(cfg: RunConfig, show_progress: bool = True) -> Result:
             "on the VIPriors ImageNet subset, not ours")
     return Result('Ensembles and TTA: Table 3 and Table 7 at our scale', table, {'ensemble_table3': ax.figure}, note,
                   {'Table 3 curve (mean over seeds)': cls_c, 'ensemble members': cls_m, 'Table 7 per seed': seg,
-                   'per-class IoU with TTA (mean over seeds)': sa.mean_over_seeds(seg_pc).reset_index()})
+                   'per-class IoU with TTA (mean over seeds)': sa.mean_over_seeds(seg_pc).reset_index()},
+                  pd.concat([cl.measure_add_one(curve), cl.measure_table(seg, 'ensemble')], ignore_index=True))
 
 # %% ../nbs/90_reproduce.ipynb #7ecff21c
 def environment() -> dict:
@@ -332,13 +379,17 @@ def md_table(df: pd.DataFrame, digits: int = 4) -> str:
 
 def _is_paper(col) -> bool: return 'paper' in str(col).lower()
 
-def html_table(df: pd.DataFrame, digits: int = 4) -> str:
-    "An HTML table like `md_table`; the paper's columns get the class `paper` (shaded, labelled in the legend)."
+def html_table(df: pd.DataFrame, digits: int = 4, cell_class: Callable | None = None) -> str:
+    """An HTML table like `md_table`; the paper's columns get the class `paper` (shaded, labelled in the legend), and
+    `cell_class(column, value)` may name a class for any other cell (e.g. the verdicts of the claims ledger)."""
     cell = lambda v: '' if v is None or (isinstance(v, float) and np.isnan(v)) else (f'{v:.{digits}f}' if isinstance(v, float) else html.escape(str(v)))
     text = {c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])}
     cls = lambda c: ' class="paper"' if _is_paper(c) else (' class="txt"' if c in text else '')
+    def td(c, v):
+        k = cell_class(c, v) if cell_class else None
+        return f'<td class="{k}">' if k else f'<td{cls(c)}>'
     head = ''.join(f'<th{cls(c)}>{html.escape(str(c))}</th>' for c in df.columns)
-    rows = ''.join('<tr>' + ''.join(f'<td{cls(c)}>{cell(v)}</td>' for c, v in zip(df.columns, r)) + '</tr>' for r in df.itertuples(index=False))
+    rows = ''.join('<tr>' + ''.join(f'{td(c, v)}{cell(v)}</td>' for c, v in zip(df.columns, r)) + '</tr>' for r in df.itertuples(index=False))
     return f'<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 # %% ../nbs/90_reproduce.ipynb #22fb49ef
@@ -352,7 +403,8 @@ def save_part(out, name: str, r: Result, wall_s: float, cfg: RunConfig) -> dict:
     for fname, fig in r.figures.items():
         fig.savefig(out/'plots'/f'{fname}.png', dpi=72, bbox_inches='tight'); plt.close(fig); figs.append(f'plots/{fname}.png')
     rec = dict(name=name, title=r.title, note=r.note, wall_time_s=wall_s, finished=time.strftime('%Y-%m-%d %H:%M:%S'), key=cfg.key(),
-               table=_frame(r.table), tables={c: _frame(t) for c, t in r.tables.items()}, figures=figs)
+               table=_frame(r.table), tables={c: _frame(t) for c, t in r.tables.items()}, figures=figs,
+               measurements=None if r.measurements is None else _frame(r.measurements))
     tmp = out/'parts'/f'{name}.json.tmp'; tmp.write_text(json.dumps(rec, indent=1, default=str)); os.replace(tmp, out/'parts'/f'{name}.json')
     return rec
 
@@ -370,7 +422,24 @@ PAPER_LEGEND = "Columns named `paper_...` or `paper: ...` are the paper's own nu
 _CSS = """body{font-family:system-ui,sans-serif;max-width:70rem;margin:1rem auto;padding:0 1rem;color:#222;line-height:1.45}
 table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0 1rem} th,td{border:1px solid #ccc;padding:.15rem .45rem;text-align:right}
 th{background:#f3f3f3} .txt{text-align:left} .paper{background:#fff4d6;font-style:italic}
-.note{color:#444} img{max-width:100%} code,pre{background:#f6f6f6} pre{padding:.5rem;overflow-x:auto;font-size:.8rem}"""
+.note{color:#444} img{max-width:100%} code,pre{background:#f6f6f6} pre{padding:.5rem;overflow-x:auto;font-size:.8rem}
+td.v-reproduced{background:#d9f0d3;text-align:left} td.v-reversed{background:#f8d0cc;text-align:left} td.v-unresolved{background:#ececec;text-align:left}"""
+
+LEDGER_INTRO = ("One line per claim of the papers whose two rows this run trained: the mean paired difference better - worse over seeds "
+                "(same seed, data and schedule for both rows) and its 95 % t-interval over seeds; `reproduced` when the interval lies above 0, "
+                "`reversed` when below, `unresolved` when it holds 0 or with fewer than 3 seeds. The same table is `claims.csv`.")
+
+def report_ledger(parts: dict) -> pd.DataFrame:
+    "The claims ledger of the saved `parts` (name: record): every claim whose two rows they measured."
+    ms = [_unframe(r['measurements']) for r in parts.values() if r.get('measurements')]
+    return cl.ledger(pd.concat(ms, ignore_index=True) if ms else pd.DataFrame(columns=cl.MEASURE_COLS))
+
+def _size_note(cfg: RunConfig) -> str:
+    if cfg.size == 'ci': return " The `ci` size only checks the wiring: its models are not trained to convergence and its numbers mean nothing."
+    if cfg.size == 'quick': return (" The `quick` size trains a reduced design (one seed, small models and resolution) until the loss curves flatten"
+                                    " (see the plots); with one seed it gives no verdicts: every claim is `unresolved`. The verdicts are the"
+                                    " `--full` size's (3 or more seeds) and the saved runs' (`results/claims.csv`).")
+    return ''
 
 def _tables(rec: dict) -> dict:
     "A saved record's tables as DataFrames, `None` for the main one and the caption for each further one."
@@ -382,12 +451,25 @@ def write_report(out, cfg: RunConfig, parts: dict, status: dict | None = None) -
     total = sum(r['wall_time_s'] for r in parts.values())
     times = pd.DataFrame([dict(experiment=n, wall_time_s=r['wall_time_s'], status=status.get(n, 'ran'), finished=r['finished']) for n, r in parts.items()])
     head = (f"Size `{cfg.size}`, seeds {list(cfg.seeds)}, device {cfg.device}; {len(parts)} experiment(s), total wall time {total:.1f} s "
-            f"({total / 60:.1f} min).")
-    if cfg.size != 'full': head += (f" The `{cfg.size}` size trains each model for a few epochs to show every experiment end to end; its orderings"
-                                    " are noisy. The comparisons are the `--full` size and the method notebooks' saved runs (`results/`).")
-    md = [f"# diversification reproduce ({cfg.size})", "", head, "", PAPER_LEGEND, "", "## Wall time of each part", "", md_table(times, 1), ""]
+            f"({total / 60:.1f} min)." + _size_note(cfg))
+    out.mkdir(parents=True, exist_ok=True); (out/'plots').mkdir(exist_ok=True)
+    led = report_ledger(parts)
+    led.to_csv(out/'claims.csv', index=False)
+    shown = led[['claim', 'table', 'metric', 'better', 'worse', 'seeds', 'delta_mean', 'ci_low', 'ci_high', 'verdict', 'reason']]
+    with matplotlib.rc_context({'figure.dpi': 72}):
+        fig = cl.plot_ledger(led, title=f'claims ledger ({cfg.size})').figure; fig.savefig(out/'plots'/'claims_forest.png', dpi=72, bbox_inches='tight'); plt.close(fig)
+    planned = list(cfg.params.get('experiments') or EXPERIMENTS) if not cfg.only else list(cfg.only)
+    left = [n for n in EXPERIMENTS if n not in planned]
+    left_note = (f"Not run at the `{cfg.size}` size (they cannot converge within its budget on 2 CPU cores): {', '.join(left)}: run with `--full` "
+                 f"(or `--only NAME`)." if left and not cfg.only else '')
+    md = [f"# diversification reproduce ({cfg.size})", "", head, "", PAPER_LEGEND, "", "## Claims ledger", "", LEDGER_INTRO, "",
+          md_table(shown), "", "![claims_forest](plots/claims_forest.png)", ""] + ([left_note, ""] if left_note else [])
+    md += ["## Wall time of each part", "", md_table(times, 1), ""]
     body = [f"<h1>diversification reproduce ({cfg.size})</h1>", f"<p>{html.escape(head)}</p>", f"<p class=note>{html.escape(PAPER_LEGEND)}</p>",
-            "<h2>Wall time of each part</h2>", html_table(times, 1)]
+            "<h2 id=claims>Claims ledger</h2>", f"<p class=note>{html.escape(LEDGER_INTRO)}</p>",
+            html_table(shown, cell_class=lambda c, v: f'v-{v}' if c == 'verdict' else None),
+            '<p><img src="plots/claims_forest.png" alt="claims_forest"></p>'] + ([f"<p class=note>{html.escape(left_note)}</p>"] if left_note else [])
+    body += ["<h2>Wall time of each part</h2>", html_table(times, 1)]
     tables = {name: _tables(r) for name, r in parts.items()}                  # parsed once for all three files
     for name, r in parts.items():
         md += [f"## {r['title']}", "", f"`{name}`: {r['note']} (wall time {r['wall_time_s']:.1f} s)", ""]
@@ -400,22 +482,21 @@ def write_report(out, cfg: RunConfig, parts: dict, status: dict | None = None) -
     conf = json.dumps(dict(config=asdict(cfg), environment=environment(), argv=sys.argv), indent=1, default=str)
     md += ["## Configuration, seeds and versions", "", "```json", conf, "```", ""]
     body += ["<h2>Configuration, seeds and versions</h2>", f"<pre>{html.escape(conf, quote=False)}</pre>"]
-    out.mkdir(parents=True, exist_ok=True)
     (out/'results.md').write_text('\n'.join(md))
     (out/'results.html').write_text(f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>diversification reproduce ({cfg.size})</title>'
                                    f'<style>{_CSS}</style></head><body>' + '\n'.join(body) + '</body></html>')
     (out/'results.json').write_text(json.dumps({n: dict(title=r['title'], note=r['note'], wall_time_s=r['wall_time_s'],
                                                         table=tables[n][None].to_dict('records'),
                                                         tables={c: t.to_dict('records') for c, t in tables[n].items() if c is not None})
-                                                for n, r in parts.items()}, indent=1, default=str))
+                                                for n, r in parts.items()} | {'claims_ledger': led.to_dict('records')}, indent=1, default=str))
     (out/'config.json').write_text(conf)
     return out/'results.md'
 
 # %% ../nbs/90_reproduce.ipynb #7ea6fc5b
 def run(cfg: RunConfig, show_progress: bool = True, fresh: bool = False) -> dict[str, dict]:
-    """Run the experiments of `cfg` (all registered ones unless `cfg.only`) and write the report after each; an experiment
+    """Run the experiments of `cfg` (its size's `experiments`, or `cfg.only`) and write the report after each; an experiment
     already saved in `cfg.out` for the same configuration is kept, not run again (unless `fresh`). Returns the records."""
-    names = list(cfg.only) or list(EXPERIMENTS)
+    names = list(cfg.only) or list(cfg.params.get('experiments') or EXPERIMENTS)
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown: raise ValueError(f"unknown experiment(s) {unknown}; available: {list(EXPERIMENTS)}")
     parts, status = {}, {}
