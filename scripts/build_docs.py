@@ -49,9 +49,9 @@ NAV = [
     ('', ['index.ipynb', 'getting_started.ipynb']),
     ('Foundations', ['0[0-5]_*.ipynb']),
     ('Methods', ['0[6-9]_*.ipynb', '1[01]_*.ipynb']),
-    ('Tools', ['12_*.ipynb', '13_*.ipynb', 'scale_out.ipynb', '1[4-9]_*.ipynb', '[2-8][0-9]_*.ipynb']),
+    ('Tools', ['12_*.ipynb', '13_*.ipynb', 'scale_out.ipynb', '1[5-9]_*.ipynb', '[2-8][0-9]_*.ipynb']),
     ('More', []),
-    ('Reproduce', ['9[0-9]_*.ipynb', 'reproducing.ipynb']),
+    ('Reproduce', ['14_claims.ipynb', '9[0-9]_*.ipynb', 'reproducing.ipynb']),
 ]
 
 def nav_sections(names) -> list[tuple[str, list[str]]]:
