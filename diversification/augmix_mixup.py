@@ -11,22 +11,22 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from fastai.callback.core import Callback
-from fastai.learner import Learner, Metric
+from fastai.callback.core import Callback  # noqa: F401  (the notebook's examples subclass it)
+from fastai.learner import Learner
 from fastai.callback.schedule import ParamScheduler
 from fastai.optimizer import OptimWrapper
-from fastai.data.transforms import Normalize
+from fastai.data.transforms import Normalize  # noqa: F401  (used by the examples)
 from fastprogress.fastprogress import progress_bar
-from .core import as_generator, check_image_batch, to_float
+from .core import as_generator, check_image_batch
 from .ops import AUGMIX_OPS, augmix
+from .train import (BaseAugment, tta_predict, js_divergence, MixupParams, _check_alpha, draw_mixup_params, apply_mixup,
+                                   mixup_ce, check_labels, TermLossCallback)
 
 # %% auto #0
-__all__ = ['VARIANTS', 'EFFICIENTNET_PRESETS', 'DEFAULTS', 'TABLE2_ROWS', 'SWEEPS', 'SAME_AS', 'augmix_views', 'js_divergence',
-           'jsd_loss', 'MixupParams', 'draw_mixup_params', 'apply_mixup', 'mixup_ce', 'check_labels',
-           'augmix_mixup_loss', 'TermLossCallback', 'AugMixMixup', 'EfficientNetPreset', 'efficientnet_from_preset',
-           'efficientnet_opt', 'efficientnet_lr_schedule', 'efficientnet_learner', 'fit_preset', 'random_crop_boxes',
-           'crop_resize', 'tta_predict', 'predict_probs', 'random_crop_tta', 'step_cost', 'fit_variant',
-           'train_variant', 'run_table', 'summarize', 'sensitivity_table', 'plot_table']
+__all__ = ['VARIANTS', 'EFFICIENTNET_PRESETS', 'DEFAULTS', 'TABLE2_ROWS', 'SWEEPS', 'SAME_AS', 'augmix_views', 'jsd_loss',
+           'augmix_mixup_loss', 'AugMixMixup', 'EfficientNetPreset', 'efficientnet_from_preset', 'efficientnet_opt',
+           'efficientnet_lr_schedule', 'efficientnet_learner', 'fit_preset', 'predict_probs', 'random_crop_tta',
+           'step_cost', 'fit_variant', 'train_variant', 'run_table', 'summarize', 'sensitivity_table', 'plot_table']
 
 # %% ../nbs/06_augmix_mixup.ipynb #23d74ef6
 def augmix_views(x: torch.Tensor, n_views: int = 2, severity: float = 3, width: int = 3, depth: int = -1,
@@ -38,65 +38,11 @@ def augmix_views(x: torch.Tensor, n_views: int = 2, severity: float = 3, width: 
     return [augmix(x, severity, width, depth, augmix_alpha, ops, generator=g) for _ in range(n_views)]
 
 # %% ../nbs/06_augmix_mixup.ipynb #c6bfd9cc
-def js_divergence(*logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    "Generalised Jensen-Shannon divergence $\\frac1n\\sum_i KL(p_i\\|M)$ of the softmaxes of `logits` along `dim` (reduced)."
-    if len(logits) < 2: raise ValueError(f"js_divergence needs at least 2 logit tensors, got {len(logits)}")
-    shapes = {tuple(l.shape) for l in logits}
-    if len(shapes) != 1: raise ValueError(f"all logits must have the same shape, got {sorted(shapes)}")
-    logp = torch.stack([F.log_softmax(l.float(), dim=dim) for l in logits])           # (n, ...) in float32 or wider
-    d = dim % logits[0].ndim + 1                                                       # `dim` inside the stack
-    log_m = torch.logsumexp(logp, dim=0, keepdim=True) - math.log(len(logits))
-    p = logp.exp()
-    kl = torch.where(p > 0, p * (logp - log_m), torch.zeros_like(p)).sum(d)          # KL(p_i || M) for each i
-    return kl.mean(0)
-
 def jsd_loss(logits_clean: torch.Tensor, logits_aug1: torch.Tensor, logits_aug2: torch.Tensor) -> torch.Tensor:
     "Eq. 2 of the paper, averaged over the batch: the JSD consistency between a clean image and its two AugMix views."
     return js_divergence(logits_clean, logits_aug1, logits_aug2, dim=1).mean()
 
-# %% ../nbs/06_augmix_mixup.ipynb #c73e5799
-@dataclass
-class MixupParams:
-    "Random parameters of Mixup for a batch (CPU tensors)."
-    lam: torch.Tensor      # (B,) float32 weight of the image itself
-    perm: torch.Tensor     # (B,) long index of each image's partner
-
-def _check_alpha(alpha, name='alpha'):
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (alpha >= 0) or math.isinf(alpha):
-        raise ValueError(f"`{name}` must be a finite number >= 0, got {alpha!r}")
-
-def draw_mixup_params(B: int, alpha: float = 0.2, generator=None) -> MixupParams:
-    "Per-sample $\\lambda\\sim\\mathrm{Beta}(\\alpha,\\alpha)$ and a random partner permutation for a batch of `B` ($\\alpha=0$: $\\lambda=1$)."
-    _check_alpha(alpha)
-    g = as_generator(generator)
-    perm = torch.randperm(B, generator=g)
-    if alpha == 0: return MixupParams(torch.ones(B), perm)
-    lam = torch._sample_dirichlet(torch.full((B, 2), float(alpha), dtype=torch.float64), generator=g)[:, 0].float()
-    return MixupParams(lam, perm)
-
-def apply_mixup(x: torch.Tensor, params: MixupParams) -> torch.Tensor:
-    "$\\lambda x + (1-\\lambda) x[\\pi]$ for a float batch `x` of any shape `(B, ...)`."
-    if not x.is_floating_point(): raise TypeError(f"`x` must be a float batch to mix, got {x.dtype}")
-    if x.shape[0] != len(params.lam): raise ValueError(f"`x` has {x.shape[0]} samples but the Mixup params were drawn for {len(params.lam)}")
-    lam = params.lam.to(x.device, x.dtype).view(-1, *[1] * (x.ndim - 1))
-    return lam * x + (1 - lam) * x[params.perm.to(x.device)]
-
-def mixup_ce(logits: torch.Tensor, y: torch.Tensor, params: MixupParams) -> torch.Tensor:
-    "Mixed cross-entropy $\\lambda\\,CE(\\cdot, y) + (1-\\lambda)\\,CE(\\cdot, y[\\pi])$, averaged over the batch."
-    lam = params.lam.to(logits.device, torch.float32)
-    ce_a = F.cross_entropy(logits.float(), y, reduction='none')
-    ce_b = F.cross_entropy(logits.float(), y[params.perm.to(y.device)], reduction='none')
-    return (lam * ce_a + (1 - lam) * ce_b).mean()
-
 # %% ../nbs/06_augmix_mixup.ipynb #4219bd22
-def check_labels(y: torch.Tensor, num_classes: int, name: str = 'y') -> torch.Tensor:
-    "Check that `y` is a 1-d integer label tensor with values in `0..num_classes-1`; return it."
-    if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point():
-        raise ValueError(f"`{name}` must be a 1-d integer tensor of class indices, got {getattr(y, 'shape', type(y))}")
-    if len(y) and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(f"`{name}` has labels outside 0..{num_classes - 1}: {sorted(set(y[(y < 0) | (y >= num_classes)].tolist()))[:5]}")
-    return y
-
 def augmix_mixup_loss(logits_clean: torch.Tensor, y: torch.Tensor, logits_views: tuple | None = None,
                       logits_mix: torch.Tensor | None = None, mix: MixupParams | None = None,
                       beta: float = 1.0, gamma: float = 12.0) -> dict:
@@ -112,62 +58,6 @@ def augmix_mixup_loss(logits_clean: torch.Tensor, y: torch.Tensor, logits_views:
     return dict(loss=ce + gamma * jsd + beta * mce, ce=ce, jsd=jsd, mix_ce=mce)
 
 # %% ../nbs/06_augmix_mixup.ipynb #639c7d64
-class _TermMetric(Metric):
-    "A recorder column showing the callback's training-epoch average of one loss term."
-    def __init__(self, cb, key): self.cb, self.key = cb, key
-    def reset(self): pass
-    def accumulate(self, learn): pass
-    @property
-    def value(self): return self.cb.epoch_means().get(self.key)
-    @property
-    def name(self): return f'train_{self.key}'
-
-def _find_normalize(dl):
-    "The fastai `Normalize` batch transform of a DataLoader, if any."
-    for t in getattr(getattr(dl, 'after_batch', None), 'fs', []):
-        if isinstance(t, Normalize): return t
-    return None
-
-class TermLossCallback(Callback):
-    """Base of the training-only callbacks that replace the loss by `self.lf` and log its terms (`term_names`).
-
-    It seeds a CPU generator for the callback's random draws, finds the DataLoaders' `Normalize` (`raw`/`renorm`
-    convert to and from [0, 1] pixels), swaps the loss function for training and restores it (also when a fit is
-    cancelled), and shows each term's training-epoch average as a `train_<term>` recorder column; `history` keeps
-    every batch's terms. Validation is untouched."""
-    run_valid, term_names = False, ()
-    def __init__(self, seed: int | None = None, log_terms: bool = True): self.seed, self.log_terms, self.history, self._terms = seed, log_terms, [], []
-
-    def before_fit(self):
-        self.gen = as_generator(self.seed) if self.seed is not None else torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()))
-        self.norm = _find_normalize(self.dls.train)
-        # `validate`/`get_preds` also fire before_fit (under `no_mbar`): the term columns belong to real fits only
-        in_fit = getattr(self.learn, 'create_mbar', True)
-        self._term_metrics = [_TermMetric(self, k) for k in self.term_names] if self.log_terms and in_fit else []
-        self.learn.metrics = self.learn.metrics + self._term_metrics
-    def after_fit(self): self.learn.metrics = [m for m in self.learn.metrics if m not in self._term_metrics]
-
-    def before_train(self): self.old_lf, self.learn.loss_func, self._terms = self.learn.loss_func, self.lf, []
-    def after_train(self):
-        if getattr(self, 'old_lf', None) is not None: self.learn.loss_func, self.old_lf = self.old_lf, None
-    def after_cancel_train(self): self.after_train()
-    def after_cancel_fit(self): self.after_train(); self.after_fit()
-
-    def _stats(self, x):
-        return (self.norm.mean.to(x.device), self.norm.std.to(x.device)) if self.norm is not None else (0., 1.)
-    def raw(self, x): "Un-normalised pixels in [0, 1]."; mean, std = self._stats(x); return (x * std + mean).clamp(0, 1)
-    def renorm(self, x): "Normalised again, like the DataLoaders' batches."; mean, std = self._stats(x); return (x - mean) / std
-
-    def lf(self, pred, *yb): raise NotImplementedError
-    def record(self, terms: dict, **extra):
-        "Keep this batch's terms (tensors or floats) for the epoch averages and `history`."
-        rec = {k: float(v) for k, v in terms.items()}
-        self._terms.append(rec); self.history.append({**rec, **extra, 'epoch': self.epoch})
-
-    def epoch_means(self) -> dict:
-        "Average of each term over the training batches of the current epoch."
-        return {k: sum(t[k] for t in self._terms) / len(self._terms) for k in self._terms[0]} if self._terms else {}
-
 class AugMixMixup(TermLossCallback):
     "Trains with Eq. 1: CE(clean) + `gamma` JSD(clean, two AugMix views) + `beta` Mixup CE with $\\lambda\\sim$ Beta(`alpha`)."
     term_names = ('ce', 'jsd', 'mix_ce')
@@ -287,50 +177,21 @@ def fit_preset(learn: Learner, preset, n_epoch: int | None = None, warmup_epochs
     learn.fit(n_epoch, cbs=ParamScheduler({'lr': efficientnet_lr_schedule(preset, n_epoch, warmup_epochs)}), **kwargs)
 
 # %% ../nbs/06_augmix_mixup.ipynb #124ffd14
-def random_crop_boxes(B: int, H: int, W: int, n_crops: int = 10, crop_frac: float = 0.875, generator=None) -> torch.Tensor:
-    "`(n_crops, B, 4)` float boxes `(x1, y1, x2, y2)` of size `crop_frac` x (H, W) at uniform random positions."
-    if not 0 < crop_frac <= 1: raise ValueError(f"`crop_frac` must be in (0, 1], got {crop_frac}")
-    if n_crops < 1: raise ValueError(f"`n_crops` must be >= 1, got {n_crops}")
-    ch, cw = crop_frac * H, crop_frac * W
-    u = torch.rand(n_crops, B, 2, generator=as_generator(generator), dtype=torch.float64)
-    x1, y1 = u[..., 0] * (W - cw), u[..., 1] * (H - ch)
-    return torch.stack([x1, y1, x1 + cw, y1 + ch], -1).float()
-
-def crop_resize(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    "Cut `(B, 4)` boxes out of a float batch `x` and resize each back to `x`'s size (bilinear, batched)."
-    from torchvision.ops import roi_align
-    H, W = x.shape[-2:]
-    rois = torch.cat([torch.arange(len(x), dtype=x.dtype, device=x.device)[:, None], boxes.to(x.device, x.dtype)], 1)
-    # one bilinear sample per output pixel at its centre: a plain bilinear resize of the box (half-pixel centres)
-    return roi_align(x.as_subclass(torch.Tensor), rois, (H, W), spatial_scale=1.0, sampling_ratio=1, aligned=True)
-
 @torch.no_grad()
-def tta_predict(model: nn.Module, x: torch.Tensor, n_crops: int = 10, crop_frac: float = 0.875, generator=None) -> torch.Tensor:
-    "Average softmax of `model` over `n_crops` random crops of each image of float batch `x` (B, C, H, W)."
-    x = check_image_batch(x)
-    if not x.is_floating_point(): x = to_float(x)
-    boxes = random_crop_boxes(len(x), *x.shape[-2:], n_crops, crop_frac, generator)
-    acc = None
-    for b in boxes:
-        p = model(crop_resize(x, b)).float().softmax(1)
-        acc = p if acc is None else acc.add_(p)
-    return acc / n_crops
-
-@torch.no_grad()
-def predict_probs(model, dl, n_crops: int = 0, crop_frac: float = 0.875, seed: int = 0, progress: bool = True):
+def predict_probs(model, dl, n_crops: int = 0, seed: int = 0, progress: bool = True, scale=(0.64, 1.0)):
     """Softmax of `model` (a module or a Learner) over `dl`: `(probs, targets)` on the CPU; `n_crops` > 0 averages that
-    many random crops per image (`tta_predict`), 0 is a single view."""
+    many views per image (`train.tta_predict`: full view, mirror, training crops of area `scale`), 0 is a single view."""
     if n_crops < 0: raise ValueError(f"`n_crops` must be >= 0, got {n_crops}")
     model, g = (model.model if isinstance(model, Learner) else model).eval(), as_generator(seed)
     probs, targs = [], []
     for xb, yb in (progress_bar(dl, leave=False) if progress else dl):
-        p = tta_predict(model, xb, n_crops, crop_frac, g) if n_crops else model(xb).float().softmax(1)
+        p = tta_predict(model, xb, n_crops, scale, generator=g) if n_crops else model(xb).float().softmax(1)
         probs.append(p.cpu()); targs.append(yb.cpu())
     return torch.cat(probs), torch.cat(targs)
 
-def random_crop_tta(learn: Learner, dl=None, n_crops: int = 10, crop_frac: float = 0.875, seed: int = 0, progress: bool = True):
-    "10-crop TTA over `dl` (default: the validation set) with `learn.model`: `(probs, targets)` on the CPU."
-    return predict_probs(learn.model, dl or learn.dls.valid, n_crops, crop_frac, seed, progress)
+def random_crop_tta(learn: Learner, dl=None, n_crops: int = 10, seed: int = 0, progress: bool = True, scale=(0.64, 1.0)):
+    "10-view TTA over `dl` (default: the validation set) with `learn.model`: `(probs, targets)` on the CPU."
+    return predict_probs(learn.model, dl or learn.dls.valid, n_crops, seed, progress, scale)
 
 # %% ../nbs/06_augmix_mixup.ipynb #696b1068
 def step_cost(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int = 5, seed: int = 0, **cb_kwargs) -> dict:
@@ -362,8 +223,9 @@ def step_cost(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int = 5, se
 
 # %% ../nbs/06_augmix_mixup.ipynb #58650b23
 def fit_variant(dls, variant: dict, model: str = 'resnet10t', epochs: int = 15, lr: float = 3e-3, seed: int = 0,
-                progress: bool = False, valid_every_epoch: bool = True) -> Learner:
+                progress: bool = False, valid_every_epoch: bool = True, base_aug: bool = True) -> Learner:
     """Train the timm model `model` from scratch with `AugMixMixup(**variant)` and the one-cycle schedule; return the Learner.
+    Every row trains on the base pipeline (`train.BaseAugment`: random-resized crop + flip) unless `base_aug=False`;
     `valid_every_epoch=False` validates only after the last epoch (`core.ValidateAtEnd`)."""
     from fastai.metrics import accuracy
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401
@@ -372,7 +234,8 @@ def fit_variant(dls, variant: dict, model: str = 'resnet10t', epochs: int = 15, 
     set_seed(seed)
     in_chans = dls.one_batch()[0].shape[1]
     learn = Learner(dls, timm_classifier(model, dls.c, in_chans=in_chans), metrics=accuracy,
-                    cbs=[AugMixMixup(seed=seed, **variant)] + ([] if valid_every_epoch else [ValidateAtEnd()]))
+                    cbs=[AugMixMixup(seed=seed, **variant)] + ([BaseAugment(seed=seed)] if base_aug else []) +
+                        ([] if valid_every_epoch else [ValidateAtEnd()]))
     with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit_one_cycle(epochs, lr)
     return learn
 

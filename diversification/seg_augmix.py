@@ -13,7 +13,7 @@ from torch import nn
 from fastai.callback.schedule import ParamScheduler
 from .core import as_generator, check_image_batch, check_mask_batch, to_float
 from .ops import PIXEL_OPS, resolve_ops, draw_augmix_params, apply_augmix, apply_chain
-from .augmix_mixup import js_divergence, TermLossCallback
+from .train import js_divergence, TermLossCallback
 from .models import HRNetFeatures
 
 # %% auto #0

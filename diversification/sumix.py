@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from .core import as_generator, check_image_batch, to_float
-from .augmix_mixup import TermLossCallback, MixupParams, check_labels, draw_mixup_params, mixup_ce, _check_alpha
+from .train import TermLossCallback, MixupParams, check_labels, draw_mixup_params, mixup_ce, _check_alpha
 
 # %% auto #0
 __all__ = ['MIXERS', 'CORRUPTIONS', 'MIX_ALPHA', 'PAPER_TABLE1_R18', 'SUMIX_ABLATION', 'MixParams', 'box_mask', 'fmix_masks',
@@ -412,26 +412,31 @@ def fgsm_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
 MIX_ALPHA = {'mixup': 1.0, 'cutmix': 0.2, 'fmix': 0.2, 'saliencymix': 0.2, 'resizemix': 1.0}
 PAPER_TABLE1_R18 = {   # the paper's Table 1, CIFAR-100, ResNet-18, top-1 % without / with SUMix (not ours)
     'cutmix': (78.17, 79.78), 'fmix': (79.69, 80.20), 'saliencymix': (79.12, 79.91), 'resizemix': (80.01, 80.38)}
-SUMIX_ABLATION = {   # Table 6 rows: name -> MixCallback options on top of the mixer
+# Table 6 rows: name -> MixCallback options on top of the mixer. The paper's "R(sem)" row is not trained: the semantic
+# term is built from stop-gradient predictions (as in the official code), so alone it carries no gradient and trains
+# exactly the "lambda-hat" row (checked: identical numbers); `sumix_regulariser(terms='semantic')` still computes it.
+SUMIX_ABLATION = {
     'mixer':                  dict(sumix=False),
     '+ lambda-hat':           dict(sumix=True, gamma=0.0),
-    '+ lambda-hat + R(sem)':  dict(sumix=True, terms='semantic'),
     '+ lambda-hat + R(unc)':  dict(sumix=True, terms='uncertainty'),
     '+ lambda-hat + R(both)': dict(sumix=True, terms='both'),
 }
 
 def train_mixer(dls, kind: str, epochs: int = 15, lr: float = 3e-3, seed: int = 0, model: str = 'resnet10t', progress: bool = False,
-                valid_every_epoch: bool = True, **cb_kw):
-    "ResNet-10t (or `model`) from scratch with `MixCallback(kind, **cb_kw)`, one-cycle Adam; returns the Learner (`valid_every_epoch`: see `fit_variant`)."
+                valid_every_epoch: bool = True, base_aug: bool = True, **cb_kw):
+    """ResNet-10t (or `model`) from scratch with `MixCallback(kind, **cb_kw)` on the base pipeline (`train.BaseAugment`,
+    unless `base_aug=False`), one-cycle Adam; returns the Learner (`valid_every_epoch`: see `core.ValidateAtEnd`)."""
     from fastai.learner import Learner
     from fastai.metrics import accuracy
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401
     from diversification.core import set_seed, ValidateAtEnd
     from diversification.models import timm_classifier
+    from diversification.train import BaseAugment
     set_seed(seed)
     in_chans = dls.one_batch()[0].shape[1]
     learn = Learner(dls, timm_classifier(model, dls.c, in_chans=in_chans), metrics=accuracy,
-                    cbs=[MixCallback(kind, alpha=MIX_ALPHA[kind], seed=seed, **cb_kw)] + ([] if valid_every_epoch else [ValidateAtEnd()]))
+                    cbs=[MixCallback(kind, alpha=MIX_ALPHA[kind], seed=seed, **cb_kw)] + ([BaseAugment(seed=seed)] if base_aug else []) +
+                        ([] if valid_every_epoch else [ValidateAtEnd()]))
     with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit_one_cycle(epochs, lr)
     return learn
 
