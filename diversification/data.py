@@ -5,6 +5,7 @@
 # %% ../nbs/01_data.ipynb #f49b3cc0
 from __future__ import annotations
 import gzip, warnings
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
@@ -22,9 +23,10 @@ __all__ = ['FASHION_MNIST_CLASSES', 'DEBIAN_FASHION_MNIST', 'EMBEDDED_FASHION_MN
            'CITYSCAPES_PALETTE', 'IGNORE_INDEX', 'VALID_LABEL_IDS', 'ID_TO_TRAINID', 'DatasetError', 'ImageFileError',
            'LabelError', 'few_shot_indices', 'read_idx', 'load_fashion_mnist', 'make_fashion_mnist_subset',
            'open_image', 'check_images', 'image_folder_items', 'few_shot_image_folder', 'write_image_folder',
-           'array_dls', 'fashion_mnist_dls', 'image_folder_dls', 'image_folder_arrays', 'labelids_to_trainids',
-           'cityscapes_items', 'load_seg_pair', 'class_pixel_counts', 'class_image_counts', 'class_frequency_table',
-           'check_seg_items', 'SegDataset', 'seg_dls', 'colour_mask', 'show_seg_batch']
+           'array_dls', 'fashion_mnist_dls', 'image_folder_dls', 'ImageFolderSource', 'fit_square',
+           'image_folder_arrays', 'labelids_to_trainids', 'cityscapes_items', 'load_seg_pair', 'class_pixel_counts',
+           'class_image_counts', 'class_frequency_table', 'check_seg_items', 'SegDataset', 'seg_dls', 'colour_mask',
+           'show_seg_batch']
 
 # %% ../nbs/01_data.ipynb #1ed3547d
 class DatasetError(ValueError):
@@ -74,7 +76,9 @@ def load_fashion_mnist(source=None) -> dict:
     """Fashion-MNIST as a dict of `x_train, y_train, x_test, y_test` (uint8 `(N, 28, 28)` / int64) and `classes`.
     `source`: `None` = the subset embedded in the package; `'debian'` = the full set from Debian's package;
     a folder = the four original idx files in it. A folder with `train/` and `val/` class folders (an ImageFolder tree)
-    is read by `image_folder_arrays` instead, so every experiment that takes `source` runs on your images."""
+    is read by `image_folder_arrays` instead, so every experiment that takes `source` runs on your images; an
+    `ImageFolderSource` chooses the image size and how the aspect ratio is kept."""
+    if isinstance(source, ImageFolderSource): return image_folder_arrays(source.root, source.size, fit=source.fit)
     if source is not None and source != 'debian' and (Path(source)/'train').is_dir(): return image_folder_arrays(source)
     if source is None:
         with np.load(EMBEDDED_FASHION_MNIST) as z: d = {k: z[k] for k in ('x_train', 'y_train', 'x_test', 'y_test')}
@@ -208,16 +212,46 @@ def image_folder_dls(root, n_per_class: int, seed: int = 0, valid: str = 'val', 
                              after_batch=[IntToFloatTensor()], device=device, **kwargs)
 
 # %% ../nbs/01_data.ipynb #1658f0ba
-def image_folder_arrays(root, size: int = 64, train: str = 'train', valid: str = 'val', on_error: str = 'raise') -> dict:
+@dataclass(frozen=True)
+class ImageFolderSource:
+    "An ImageFolder tree (`root/train/<class>/`, `root/val/<class>/`) as a `source`, read at `size` px with the aspect kept by `fit`."
+    root: str
+    size: int = 64
+    fit: str = 'crop'            # 'crop': centre crop of the short side; 'pad': the long side fits, black borders
+
+def fit_square(im: Image.Image, size: int, fit: str = 'crop') -> Image.Image:
+    "`im` as a `size` x `size` image, its aspect ratio kept: centre crop (`fit='crop'`) or black padding (`fit='pad'`)."
+    if fit not in ('crop', 'pad'): raise ValueError(f"`fit` must be 'crop' or 'pad', got {fit!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1: raise ValueError(f"`size` must be a positive int, got {size!r}")
+    w, h = im.size
+    s = size / (min(w, h) if fit == 'crop' else max(w, h))
+    im = im.resize((max(size, round(w * s)) if fit == 'crop' else max(1, round(w * s)),
+                    max(size, round(h * s)) if fit == 'crop' else max(1, round(h * s))), Image.BILINEAR)
+    w, h = im.size
+    if fit == 'crop': return im.crop(((w - size) // 2, (h - size) // 2, (w - size) // 2 + size, (h - size) // 2 + size))
+    out = Image.new(im.mode, (size, size)); out.paste(im, ((size - w) // 2, (size - h) // 2)); return out
+
+_ARRAYS_CACHE: dict = {}
+
+def _tree_signature(root: Path) -> tuple:
+    "The files under `root` with their sizes and modification times: a tree read before is known by it."
+    return tuple(sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob('*') if p.is_file()))
+
+def image_folder_arrays(root, size: int = 64, train: str = 'train', valid: str = 'val', on_error: str = 'raise', fit: str = 'crop') -> dict:
     "`root/{train,val}/<class>/<image>` as `x_train, y_train, x_test, y_test` (uint8 `(N, size, size, 3)` / int64) and `classes`."
-    root, out = Path(root), {}
-    for split, key in ((train, 'train'), (valid, 'test')):
+    root = Path(root)
+    fit_square(Image.new('RGB', (2, 1)), size, fit)                                 # bad `size`/`fit` fail before any file is read
+    key = (str(root.resolve()), size, train, valid, on_error, fit, _tree_signature(root))
+    if key in _ARRAYS_CACHE: return {k: v.copy() if isinstance(v, np.ndarray) else list(v) for k, v in _ARRAYS_CACHE[key].items()}
+    out = {}
+    for split, k in ((train, 'train'), (valid, 'test')):
         paths, labels, classes = image_folder_items(root/split, on_error='skip' if on_error == 'skip' else None)   # 'raise': open_image below
-        if key == 'train': cls0 = classes
+        if k == 'train': cls0 = classes
         elif classes != cls0: raise DatasetError(f"class folders differ between {root/train} and {root/valid}")
-        out[f'x_{key}'] = np.stack([np.asarray(open_image(p, 'RGB').resize((size, size), Image.BILINEAR)) for p in paths])
-        out[f'y_{key}'] = np.asarray(labels, np.int64)
-    return dict(out, classes=cls0)
+        out[f'x_{k}'] = np.stack([np.asarray(fit_square(open_image(p, 'RGB'), size, fit)) for p in paths])
+        out[f'y_{k}'] = np.asarray(labels, np.int64)
+    _ARRAYS_CACHE.clear(); _ARRAYS_CACHE[key] = dict(out, classes=cls0)             # one tree kept: a run reads one tree
+    return dict(out, classes=list(cls0))
 
 # %% ../nbs/01_data.ipynb #11cb8277
 CITYSCAPES_CLASSES = [l.name for l in sorted((l for l in _cs_labels if 0 <= l.trainId < 255), key=lambda l: l.trainId)]

@@ -19,7 +19,8 @@ from fastai.metrics import accuracy
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle)
 from fastai.callback.progress import ProgressCallback
 from .core import set_seed, default_device, _jsonable, ValidateAtEnd
-from .data import DatasetError, fashion_mnist_dls, seg_dls, show_seg_batch, cityscapes_items, CITYSCAPES_CLASSES, IGNORE_INDEX
+from .train import BaseAugment
+from .data import DatasetError, ImageFolderSource, fashion_mnist_dls, seg_dls, show_seg_batch, cityscapes_items, CITYSCAPES_CLASSES, IGNORE_INDEX
 from .models import timm_classifier, UNet, param_count
 from .synthcity import make_synthcity
 from .metrics import evaluate_segmenter, plot_class_iou
@@ -61,7 +62,7 @@ SIZES = {
                   experiments=('augmix_mixup', 'sumix', 'baseline_segmentation')),   # Table 2's Baseline row is the baseline classifier
     # full: 64x128 SynthCity (as the quick size; 128x256 made the EfficientSeg U-Net rows alone take over 2 h on 2 cores)
     'full':  dict(cls_n=50, cls_epochs=40, seeds=(0, 1, 2), seg_data=(200, 100, 64, 128), seg_epochs=40, unet_base=32,
-                  am_epochs=20, am_test_n=None, am_sweeps=True, sa_epochs=20, sa_ocr=(128, 64), es_epochs=24, es_extra=20,
+                  am_epochs=50, am_test_n=None, am_sweeps=True, sa_epochs=20, sa_ocr=(128, 64), es_epochs=24, es_extra=20,
                   su_epochs=20, su_test_n=None, su_robust=500, su_ablation=('cutmix', 'fmix', 'saliencymix'), su_kinds=su.MIXERS,
                   tc_epochs=24, tc_ft=4, en_members=en.CLS_MEMBERS, en_epochs=15, experiments=None),
 }
@@ -79,6 +80,8 @@ class RunConfig:
     only: tuple = ()
     fashion_source: str | None = None        # None: embedded subset; 'debian' or a folder of idx files
     imagefolder: str | None = None           # an ImageFolder tree (train/, val/) for the classification experiments instead
+    image_size: int = 64                     # ImageFolder images are read at this size (square) ...
+    image_fit: str = 'crop'                  # ... keeping their aspect by a centre crop ('crop') or black borders ('pad')
     cityscapes_root: str | None = None       # a MiniCity/Cityscapes root instead of SynthCity
     data_dir: str | None = None              # where SynthCity is generated (default: a user cache folder)
     params: dict = field(default_factory=dict)
@@ -90,14 +93,17 @@ class RunConfig:
         if self.size == 'full' and self.device.startswith('cuda') and self.scaled_for is None: self.scaled_for = 'cuda'
         self.params = {**SIZES[self.size], **(CUDA_FULL if self.scaled_for == 'cuda' else {}), **self.params}
         self.seeds = tuple(self.seeds) or tuple(self.params['seeds'])
+        if self.image_fit not in ('crop', 'pad'): raise ValueError(f"`image_fit` must be 'crop' or 'pad', got {self.image_fit!r}")
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 8:
+            raise ValueError(f"`image_size` must be an int >= 8, got {self.image_size!r}")
         for name, root, need in (('imagefolder', self.imagefolder, ('train', 'val')), ('cityscapes_root', self.cityscapes_root, ('leftImg8bit', 'gtFine'))):
             if root is not None and not all((Path(root)/d).is_dir() for d in need):
                 raise DatasetError(f"`{name}`: {root} must contain the folders {', '.join(need)}")
 
     @property
     def cls_source(self):
-        "The classification data: an ImageFolder root, a Fashion-MNIST source, or `None` (the embedded subset)."
-        return self.imagefolder or self.fashion_source
+        "The classification data: an ImageFolder tree (`ImageFolderSource`), a Fashion-MNIST source, or `None` (the embedded subset)."
+        return ImageFolderSource(str(self.imagefolder), self.image_size, self.image_fit) if self.imagefolder else self.fashion_source
 
     def key(self) -> dict:
         "What an experiment's result depends on: a result saved under another key is not reused."
@@ -132,7 +138,7 @@ def _quiet(learn: Learner, show: bool) -> Learner:
 
 def _cls_name(cfg: RunConfig) -> str:
     "The classification data of a run, for titles."
-    if cfg.imagefolder: return f"ImageFolder {Path(cfg.imagefolder).name}"
+    if cfg.imagefolder: return f"ImageFolder {Path(cfg.imagefolder).name}, {cfg.image_size} px"
     return 'Fashion-MNIST few-shot' + (f" ({cfg.fashion_source})" if cfg.fashion_source else '')
 
 def _seg_name(cfg: RunConfig) -> str:
@@ -154,13 +160,13 @@ def plot_curves(curves: dict, title: str = '', smooth: int = 20):
 
 @experiment('baseline_classification')
 def baseline_classification(cfg: RunConfig, show_progress: bool = True) -> Result:
-    "ResNet-10t from scratch on the few-shot Fashion-MNIST subset (cross-entropy only): test accuracy per seed."
+    "ResNet-10t from scratch on the few-shot Fashion-MNIST subset (cross-entropy on the base pipeline): test accuracy per seed."
     p, rows, learn = cfg.params, [], None
     for seed in cfg.seeds:
         set_seed(seed)
         dls = fashion_mnist_dls(n_per_class=p['cls_n'], seed=seed, bs=64, source=cfg.cls_source, device=cfg.device)
         learn = _quiet(Learner(dls, timm_classifier('resnet10t', len(dls.vocab), in_chans=dls.one_batch()[0].shape[1]), metrics=accuracy,
-                               cbs=ValidateAtEnd()), show_progress)
+                               cbs=[BaseAugment(seed=seed), ValidateAtEnd()]), show_progress)
         learn.fit_one_cycle(p['cls_epochs'], 3e-3)
         losses = list(learn.recorder.losses)                               # `validate` below starts a new recorder
         rows.append(dict(seed=seed, train_per_class=p['cls_n'], epochs=p['cls_epochs'], test_images=len(dls.valid_ds),
@@ -529,6 +535,8 @@ def main(argv=None):
     rp.add_argument('--device', help="torch device (default: cuda if available, else cpu)")
     rp.add_argument('--fashion-source', help="'debian' or a folder with Fashion-MNIST idx files (default: embedded subset)")
     rp.add_argument('--imagefolder', help="your classification data: a folder with train/<class>/ and val/<class>/ images")
+    rp.add_argument('--image-size', type=int, default=64, help="with --imagefolder: the square size images are read at (default 64)")
+    rp.add_argument('--image-fit', choices=('crop', 'pad'), default='crop', help="with --imagefolder: keep the aspect by a centre crop or by black borders")
     rp.add_argument('--fresh', action='store_true', help="run every experiment again (default: keep those already in --out)")
     rp.add_argument('--cityscapes', help="a MiniCity/Cityscapes root to use instead of SynthCity")
     rp.add_argument('--data-dir', help="where SynthCity is generated (default: ~/.cache/diversification)")
@@ -539,7 +547,7 @@ def main(argv=None):
         return 0
     size = a.size or 'quick'
     cfg = RunConfig(size, out=a.out or f'runs/{size}', seeds=tuple(a.seeds or ()), device=a.device, only=tuple(a.only),
-                    fashion_source=a.fashion_source, imagefolder=a.imagefolder, cityscapes_root=a.cityscapes, data_dir=a.data_dir)
+                    fashion_source=a.fashion_source, imagefolder=a.imagefolder, image_size=a.image_size, image_fit=a.image_fit, cityscapes_root=a.cityscapes, data_dir=a.data_dir)
     run(cfg, fresh=a.fresh)
     print(Path(cfg.out, 'results.md').read_text())
     print(f"\nreport: {Path(cfg.out)/'results.md'} and {Path(cfg.out)/'results.html'}")
