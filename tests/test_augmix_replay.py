@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from diversification.core import as_generator, to_float
-from diversification.ops import AUGMIX_OPS, PIXEL_OPS, apply_augmix, augmix, draw_augmix_params
+from diversification.ops import AUGMIX_OPS, PIXEL_OPS, apply_augmix, draw_augmix_params
 from test_ops_pil import pil_augmix_op, to_tensor
 
 PHOTOS = sorted((Path(__file__).parent / 'fixtures' / 'photos').glob('*.png'))
