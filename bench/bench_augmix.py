@@ -1,70 +1,166 @@
-"""Throughput of AugMix on CPU: our batched `diversification.ops.augmix` vs timm's and torchvision's per-image AugMix.
+"""Throughput of AugMix on CPU: our batched `diversification.ops` (after, and before the issue-20 rewrite) vs timm's and
+torchvision's per-image AugMix, the single ops, the view share of a 28 px AugMix + Mixup training step, and seg-AugMix views.
 
-Run from the repository root:  python bench/bench_augmix.py [--batch 64] [--reps 3] [--size 224] [--json out.json]
+Run from the repository root:  python bench/bench_augmix.py [--reps 3] [--json out.json] [--quick]
 Images are the real photo crops of tests/fixtures/photos resized to `size` x `size`, cycled to fill the batch.
-Nothing here is asserted: the numbers depend on the machine (threads: torch's default).
+"before" is `diversification/ops.py` as of commit 2925559 (read with `git show`), run on the same inputs in the same process.
+Nothing here is asserted: the numbers depend on the machine and its load.
 """
-import argparse, json, os, platform, statistics, time
+import argparse, json, os, platform, statistics, subprocess, sys, time, types
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from diversification.ops import augmix
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from diversification import ops as after  # noqa: E402
 
-PHOTOS = Path(__file__).resolve().parent.parent / 'tests' / 'fixtures' / 'photos'
+PHOTOS = ROOT / 'tests' / 'fixtures' / 'photos'
+BEFORE_COMMIT = '2925559'
 
 
-def load_photos(n: int, size: int) -> list[Image.Image]:
-    "`n` RGB images of `size` x `size`, cycling through the fixture photos (each resized with bilinear)."
-    ims = [Image.open(p).convert('RGB').resize((size, size), Image.BILINEAR) for p in sorted(PHOTOS.glob('*.png'))]
+def load_before() -> types.ModuleType | None:
+    "The ops module before the rewrite (from git), or None where git or the commit is unavailable."
+    try: src = subprocess.run(['git', '-C', str(ROOT), 'show', f'{BEFORE_COMMIT}:diversification/ops.py'], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError): return None
+    mod = types.ModuleType('ops_before'); sys.modules['ops_before'] = mod
+    exec(compile(src.replace('from .core import', 'from diversification.core import'), 'ops_before.py', 'exec'), mod.__dict__)
+    return mod
+
+
+def load_photos(n: int, size: int, mode: str = 'RGB', hw=None) -> list[Image.Image]:
+    "`n` images of `size` x `size` (or `hw` = (H, W)), cycling through the fixture photos (each resized with bilinear)."
+    H, W = hw or (size, size)
+    ims = [Image.open(p).convert(mode).resize((W, H), Image.BILINEAR) for p in sorted(PHOTOS.glob('*.png'))]
     return [ims[i % len(ims)] for i in range(n)]
 
 
-def throughput(fn, n_images: int, reps: int, warmup: int = 1) -> float:
-    "Median images/s of `fn()` (which processes `n_images`) over `reps` timed runs after `warmup` runs."
+def as_batch(ims) -> torch.Tensor:
+    a = np.stack([np.asarray(im) for im in ims])
+    return torch.from_numpy(a[..., None] if a.ndim == 3 else a).permute(0, 3, 1, 2).contiguous()   # (B, C, H, W) uint8
+
+
+def seconds(fn, reps: int, warmup: int = 1) -> float:
+    "Median seconds of `fn()` over `reps` timed runs after `warmup` runs."
     for _ in range(warmup): fn()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
-    return n_images / statistics.median(times)
+    return statistics.median(times)
 
 
-def bench(batch: int = 64, reps: int = 3, size: int = 224) -> list[dict]:
+def bench_augmix(before, size: int, batch: int, threads: int, reps: int) -> dict:
+    "images/s of one AugMix view of a batch: ours after and before, timm (PIL) and torchvision (uint8 tensors), per image."
     from timm.data.auto_augment import augment_and_mix_transform
     import torchvision.transforms.v2 as T
+    torch.set_num_threads(threads)
     ims = load_photos(batch, size)
-    x = torch.from_numpy(np.stack([np.asarray(im) for im in ims])).permute(0, 3, 1, 2).contiguous()   # (B, 3, H, W) uint8
+    x = as_batch(ims)
     torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
-    ours = lambda: augmix(x, severity=3, width=3, depth=-1, alpha=1.0, generator=gen)
     timm_t = augment_and_mix_transform('augmix-m3-w3', dict(translate_const=int(size * 0.45), img_mean=(124, 116, 104)))
-    timm_f = lambda: [timm_t(im) for im in ims]
     tv_t = T.AugMix(severity=3, mixture_width=3, chain_depth=-1, alpha=1.0)
-    tv_f = lambda: [tv_t(img) for img in x]
-    rows = [dict(name=f'ours: diversification.ops.augmix, batched uint8 (B={batch})', ips=throughput(ours, batch, reps)),
-            dict(name="timm AugMixAugment 'augmix-m3-w3', PIL, per image", ips=throughput(timm_f, batch, reps)),
-            dict(name='torchvision.transforms.v2.AugMix, uint8 tensor, per image', ips=throughput(tv_f, batch, reps))]
-    for r in rows: r['ratio_to_ours'] = r['ips'] / rows[0]['ips']
-    return rows
+    fns = {'after': lambda: after.augmix(x, severity=3, width=3, depth=-1, alpha=1.0, generator=0),
+           'timm': lambda: [timm_t(im) for im in ims], 'torchvision': lambda: [tv_t(img) for img in x]}
+    if before is not None: fns['before'] = lambda: before.augmix(x, severity=3, width=3, depth=-1, alpha=1.0, generator=0)
+    return {k: batch / seconds(f, reps) for k, f in fns.items()}
+
+
+MAGS = {'posterize': 3., 'solarize': 128., 'rotate': 13., 'shear_x': 0.2, 'shear_y': -0.2, 'translate_x': 9., 'translate_y': -9.}
+
+
+def bench_ops(before, size: int, batch: int, reps: int) -> dict:
+    "images/s of each op applied to a whole batch with `apply_op_batch`, after and before."
+    x = as_batch(load_photos(batch, size))
+    out = {}
+    for i, name in enumerate(after.AUGMIX_OPS):
+        idx, mag = torch.full((batch,), i), torch.full((batch,), MAGS.get(name, 1.6), dtype=torch.float64)
+        out[name] = {'after': batch / seconds(lambda: after.apply_op_batch(x, idx, mag), reps)}
+        if before is not None: out[name]['before'] = batch / seconds(lambda: before.apply_op_batch(x, idx, mag), reps)
+    return out
+
+
+def bench_step(before, reps: int) -> dict:
+    "The view share of an AugMix + Mixup step of ResNet-10t on 64 greyscale 28 px images (`step_cost`), after and before."
+    import diversification.augmix_mixup as am
+    from diversification.models import timm_classifier
+    x = am.to_float(as_batch(load_photos(64, 28, 'L')))
+    y = torch.arange(64) % 10
+    res = {}
+    for k, fn in (('after', after.augmix), ('before', None if before is None else before.augmix)):
+        if fn is None: continue
+        am.augmix = fn
+        torch.manual_seed(0)
+        res[k] = am.step_cost(timm_classifier('resnet10t', 10, in_chans=1), x, y, n=reps)
+    am.augmix = after.augmix
+    return res
+
+
+def bench_seg(before, batch: int, reps: int, hw=(128, 256)) -> dict:
+    "images/s of the two seg-AugMix views of `SegAugMixJSD` (float input, as the callback gets it), after and before."
+    import diversification.seg_augmix as sa
+    x = sa.to_float(as_batch(load_photos(batch, 0, hw=hw)))
+    res = {}
+    for k, mod in (('after', after), ('before', before)):
+        if mod is None: continue
+        sa.apply_augmix = mod.apply_augmix
+        res[k] = batch / seconds(lambda: sa.seg_augmix(x, None, 2, generator=0), reps)
+    sa.apply_augmix = after.apply_augmix
+    return res
+
+
+def run(reps: int = 3, quick: bool = False) -> dict:
+    before = load_before()
+    res = dict(info=dict(cpu_count=os.cpu_count(), torch=torch.__version__, machine=platform.machine(), reps=reps,
+                         before=f'diversification/ops.py at {BEFORE_COMMIT}' if before else None), augmix=[], ops={})
+    for size in (224, 32):
+        for batch in ((64,) if quick else (64, 256)):
+            for threads in ((2,) if quick else (1, 2)):
+                r = bench_augmix(before, size, batch, threads, reps)
+                res['augmix'].append(dict(size=size, batch=batch, threads=threads, **r))
+                print(f'augmix {size}px B={batch} threads={threads}: ' + ', '.join(f'{k} {v:.0f}' for k, v in r.items()), flush=True)
+    torch.set_num_threads(2)
+    for size in (224, 32): res['ops'][size] = bench_ops(before, size, 64, reps)
+    res['step'] = bench_step(before, max(reps, 5))
+    res['seg'] = bench_seg(before, 16, reps)
+    return res
+
+
+def report(res: dict) -> str:
+    "Markdown tables of `run`'s results."
+    f = lambda v: f'{v:.0f}' if v is not None else '-'
+    L = [f"CPU: {res['info']['cpu_count']} cores, torch {res['info']['torch']}, median of {res['info']['reps']} runs; "
+         f"before = {res['info']['before']}", '',
+         '| size | batch | threads | ours after (img/s) | ours before | timm PIL | torchvision v2 | after / before | after / timm | after / torchvision |',
+         '|---|---|---|---|---|---|---|---|---|---|']
+    for r in res['augmix']:
+        b = r.get('before')
+        L.append(f"| {r['size']} px | {r['batch']} | {r['threads']} | {f(r['after'])} | {f(b)} | {f(r['timm'])} | {f(r['torchvision'])} | "
+                 f"{r['after'] / b if b else float('nan'):.2f}x | {r['after'] / r['timm']:.2f}x | {r['after'] / r['torchvision']:.2f}x |")
+    L += ['', 'Single ops, `apply_op_batch` on a whole batch of 64 (img/s, 2 threads):', '',
+          '| op | 224 px after | 224 px before | 32 px after | 32 px before |', '|---|---|---|---|---|']
+    for name in after.AUGMIX_OPS:
+        a, b = res['ops'][224][name], res['ops'][32][name]
+        L.append(f"| {name} | {f(a['after'])} | {f(a.get('before'))} | {f(b['after'])} | {f(b.get('before'))} |")
+    L += ['', 'AugMix + Mixup step, ResNet-10t, 64 greyscale 28 px images (`step_cost`, 2 threads):', '',
+          '| | plain CE step (ms) | AugMix + Mixup step (ms) | views (ms) | view share |', '|---|---|---|---|---|']
+    for k, s in res['step'].items():
+        L.append(f"| {k} | {s['plain_s'] * 1e3:.1f} | {s['joint_s'] * 1e3:.1f} | {s['views_s'] * 1e3:.1f} | {s['views_share']:.1%} |")
+    L += ['', 'seg-AugMix, the two views of `SegAugMixJSD`, 16 float images of 128x256 (img/s, 2 threads): ' +
+          ', '.join(f'{k} {v:.0f}' for k, v in res['seg'].items())]
+    return '\n'.join(L)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--batch', type=int, default=64)
     ap.add_argument('--reps', type=int, default=3)
-    ap.add_argument('--size', type=int, default=224)
+    ap.add_argument('--quick', action='store_true', help='batch 64 and 2 threads only')
     ap.add_argument('--json', type=str, default=None, help='also write the results to this JSON file')
     a = ap.parse_args()
-    rows = bench(a.batch, a.reps, a.size)
-    info = dict(cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
-                machine=platform.machine(), size=a.size, batch=a.batch, reps=a.reps)
-    print(f"AugMix throughput at {a.size}x{a.size} on CPU ({info['cpu_count']} cores, torch threads {info['torch_threads']}), "
-          f"median of {a.reps} runs")
-    print(f"{'method':62s} {'images/s':>10s} {'x ours':>8s}")
-    for r in rows: print(f"{r['name']:62s} {r['ips']:10.1f} {r['ratio_to_ours']:8.2f}")
-    if a.json: Path(a.json).write_text(json.dumps(dict(info=info, results=rows), indent=2))
+    res = run(a.reps, a.quick)
+    print(report(res))
+    if a.json: Path(a.json).write_text(json.dumps(res, indent=2))
 
 
 if __name__ == '__main__':

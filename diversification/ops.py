@@ -30,20 +30,37 @@ def _f64(device: torch.device) -> torch.dtype:
     "float64 where the device supports it (not Apple MPS), else float32."
     return torch.float32 if device.type == 'mps' else torch.float64
 
+_CPU_CHUNK = 1 << 21    # uint8 elements of AugMix work per chunk on the CPU (a few MB: stays in cache, memory is reused)
+
+def _chunks(n: int, per_item: int, device: torch.device) -> list[slice]:
+    "Slices covering `range(n)`, about `_CPU_CHUNK` elements (`per_item` each) per slice on the CPU; one slice elsewhere."
+    k = n if device.type != 'cpu' else max(1, _CPU_CHUNK // max(per_item, 1))
+    return [slice(i, min(i + k, n)) for i in range(0, n, k)]
+
 # %% ../nbs/02_ops.ipynb #8d0cc67c
-def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    "Map `uint8` batch `x` (B, C, H, W) through per-sample, per-channel lookup tables `lut` (B, C, 256)."
+def _lut_index(x: torch.Tensor, per_channel: bool = True) -> torch.Tensor:
+    "Flat int32 positions of the values of `uint8` batch `x` (B, C, H, W) in a stack of 256-entry tables, one per (b, c) or per b."
     B, C = x.shape[:2]
-    return lut.to(torch.uint8).reshape(B * C, 256).gather(1, x.reshape(B * C, -1).long()).view_as(x)
+    off = torch.arange(0, B * (C if per_channel else 1) * 256, 256, dtype=torch.int32, device=x.device)
+    return x.to(torch.int32).add_(off.view(B, -1, 1, 1)).reshape(-1)     # int32: half the memory traffic of int64
+
+def _take(lut: torch.Tensor, idx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return lut.to(torch.uint8).reshape(-1).index_select(0, idx).view(x.shape)
+
+def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    "Map `uint8` batch `x` (B, C, H, W) through lookup tables `lut`: (B, C, 256) per sample and channel, or (B, 1, 256) per sample."
+    return _take(lut, _lut_index(x, lut.shape[1] != 1), x)
+
+def _histogram(idx: torch.Tensor, n: int) -> torch.Tensor:
+    if idx.device.type == 'cpu': return torch.bincount(idx, minlength=n * 256).view(n, 256)
+    # index_put_ with accumulate has a deterministic implementation on accelerators
+    h = torch.zeros(n * 256, dtype=torch.long, device=idx.device)
+    return h.index_put_((idx.long(),), torch.ones_like(idx, dtype=torch.long), accumulate=True).view(n, 256)
 
 def histogram(x: torch.Tensor) -> torch.Tensor:
     "Per-sample, per-channel histogram (B, C, 256) int64 of a `uint8` batch."
     B, C = x.shape[:2]
-    idx = (x.reshape(B * C, -1).long() + 256 * torch.arange(B * C, device=x.device)[:, None]).flatten()
-    if x.device.type == 'cpu': return torch.bincount(idx, minlength=B * C * 256).view(B, C, 256)
-    # index_put_ with accumulate has a deterministic implementation on accelerators
-    h = torch.zeros(B * C * 256, dtype=torch.long, device=x.device)
-    return h.index_put_((idx,), torch.ones_like(idx), accumulate=True).view(B, C, 256)
+    return _histogram(_lut_index(x), B * C).view(B, C, 256)
 
 # %% ../nbs/02_ops.ipynb #5dfcebdb
 _LUMA = (19595, 38470, 7471)
@@ -56,6 +73,15 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
         return ((r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2] + 0x8000) >> 16).to(torch.uint8)[:, None]
     w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device) / 65536
     return (x * w.view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+def _luma(xf: torch.Tensor) -> torch.Tensor:
+    "PIL's fixed-point luma (B, 1, H, W) of float32 RGB holding integers 0..255: exact (every partial sum is an integer < 2**24)."
+    g = (xf[:, :1] * _LUMA[0]).add_(xf[:, 1:2], alpha=_LUMA[1]).add_(xf[:, 2:], alpha=_LUMA[2])
+    return g.add_(0x8000).mul_(2 ** -16).floor_()                     # >> 16
+
+def _blend_(xf: torch.Tensor, d: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    "PIL's `Image.blend(d, x, factor)` on float32 `xf` holding integers (overwritten): `d + factor*(x - d)`, clipped, truncated to uint8."
+    return xf.sub_(d).mul_(factor).add_(d).clamp_(0, 255).to(torch.uint8)
 
 def blend(degenerate: torch.Tensor, x: torch.Tensor, factor) -> torch.Tensor:
     "`degenerate + factor*(x - degenerate)` per sample, like PIL's `Image.blend` (float32, truncation) for `uint8`."
@@ -84,11 +110,12 @@ def equalize(x: torch.Tensor) -> torch.Tensor:
     "Histogram-equalise each channel of each image, like `PIL.ImageOps.equalize(img)` (float input: on 256 levels)."
     x = check_image_batch(x)
     q = to_uint8(x)
-    h = histogram(q)
+    idx = _lut_index(q)                                             # one index for both the histogram and the table lookup
+    h = _histogram(idx, q.shape[0] * q.shape[1])
     last = 255 - (h > 0).flip(-1).int().argmax(-1, keepdim=True)  # last non-empty bin
     step = (h.sum(-1, keepdim=True) - h.gather(-1, last)) // 255
     lut = ((step // 2 + h.cumsum(-1) - h) // step.clamp(min=1)).clamp(max=255)
-    out = apply_lut(q, torch.where(step > 0, lut, torch.arange(256, device=x.device)))
+    out = _take(torch.where(step > 0, lut, torch.arange(256, device=x.device)), idx, q)
     return out if x.dtype == torch.uint8 else to_float(out).to(x.dtype)
 
 # %% ../nbs/02_ops.ipynb #4091c0e1
@@ -104,46 +131,68 @@ def solarize(x: torch.Tensor, threshold) -> torch.Tensor:
     "Invert values `>= threshold` (per sample, in 0..256 uint8 units), like `PIL.ImageOps.solarize`."
     x = check_image_batch(x)
     t = _per_sample(threshold, x, 'threshold')
-    if x.dtype == torch.uint8: return torch.where(x < t, x, 255 - x)
-    return torch.where(x < t / 255, x, 1 - x)
+    if x.dtype != torch.uint8: return torch.where(x < t / 255, x, 1 - x)
+    flip = x >= t.ceil().clamp(0, 255).to(torch.uint8)             # uint8 compare: no per-pixel promotion
+    if (t > 255).any(): flip &= t <= 255
+    return torch.where(flip, 255 - x, x)
 
 # %% ../nbs/02_ops.ipynb #c6ff1bb5
+def _smooth_levels(xf: torch.Tensor) -> torch.Tensor:
+    "`smooth` of float32 `xf` holding integers 0..255, as float32 integers: (3x3 sum + 4*centre)/13 + 0.5, truncated."
+    r = xf[..., :-2] + xf[..., 2:]
+    r += xf[..., 1:-1]                                              # 1x3 sums
+    s = r[..., :-2, :] + r[..., 2:, :]
+    s += r[..., 1:-1, :]                                            # 3x3 sums (separable box)
+    d = xf.clone()
+    # exact: (S + 4c)/13 + 0.5 is at least 1/26 from an integer, float32 is off by < 1e-3
+    d[..., 1:-1, 1:-1] = s.add_(xf[..., 1:-1, 1:-1], alpha=4).mul_(1 / 13).add_(0.5).floor_()
+    return d
+
 def smooth(x: torch.Tensor) -> torch.Tensor:
     "`PIL.ImageFilter.SMOOTH` on a batch: 3x3 kernel [[1,1,1],[1,5,1],[1,1,1]]/13, the 1-pixel border is copied."
     if min(x.shape[-2:]) < 3: return x
-    xf = x.float() if x.dtype == torch.uint8 else x
+    if x.dtype == torch.uint8: return _smooth_levels(x.float()).to(torch.uint8)
     def row(r, centre): return (r[..., :-2] * (1 / 13) + r[..., 1:-1] * centre) + r[..., 2:] * (1 / 13)
-    off = 0.5 if x.dtype == torch.uint8 else 0.0                     # PIL rounds by adding 0.5, then truncates
-    ss = ((off + row(xf[..., 2:, :], 1 / 13)) + row(xf[..., 1:-1, :], 5 / 13)) + row(xf[..., :-2, :], 1 / 13)
-    if x.dtype == torch.uint8: ss = ss.clamp_(0, 255).trunc_().to(torch.uint8)
+    ss = (row(x[..., 2:, :], 1 / 13) + row(x[..., 1:-1, :], 5 / 13)) + row(x[..., :-2, :], 1 / 13)
     out = x.clone()
     out[..., 1:-1, 1:-1] = ss
     return out
 
+def _blend_lut(d, factor, x: torch.Tensor) -> torch.Tensor:
+    "Per-sample tables (B, 1, 256) of PIL's blend of every level 0..255 with the constant `d` (a number or (B, 1, 1))."
+    i = torch.arange(256, dtype=torch.float32, device=x.device)
+    return _blend_(i.expand(x.shape[0], 1, 256).clone(), d, _per_sample(factor, x, 'factor').view(-1, 1, 1))
+
 def adjust_color(x: torch.Tensor, factor) -> torch.Tensor:
     "Saturation, like `ImageEnhance.Color(img).enhance(factor)` (0 = grey, 1 = unchanged); no-op on 1 channel."
     x = check_image_batch(x, channels=(1, 3))
-    return blend(grayscale(x).expand_as(x), x, factor)
+    if x.dtype != torch.uint8: return blend(grayscale(x).expand_as(x), x, factor)
+    if x.shape[1] == 1: return x.clone()                            # the blend of an image with itself
+    xf = x.float()
+    return _blend_(xf, _luma(xf), _per_sample(factor, x, 'factor'))
 
 def adjust_contrast(x: torch.Tensor, factor) -> torch.Tensor:
     "Contrast, like `ImageEnhance.Contrast(img).enhance(factor)`: blend with the (rounded, for uint8) mean luma."
     x = check_image_batch(x, channels=(1, 3))
-    g = grayscale(x)
-    if x.dtype == torch.uint8:
-        n = g[0].numel()
-        mean = (2 * g.sum((1, 2, 3), dtype=torch.long) + n) // (2 * n)     # int(mean + 0.5), exactly
-        return blend(mean.to(torch.uint8).view(-1, 1, 1, 1), x, factor)
-    return blend(g.mean((1, 2, 3), keepdim=True), x, factor)
+    if x.dtype != torch.uint8: return blend(grayscale(x).mean((1, 2, 3), keepdim=True), x, factor)
+    xf = x.float()
+    g = _luma(xf) if x.shape[1] == 3 else xf
+    n = g[0].numel()
+    mean = (2 * g.sum((1, 2, 3), dtype=torch.float64).long() + n) // (2 * n)    # int(mean + 0.5), exactly
+    return apply_lut(x, _blend_lut(mean.view(-1, 1, 1).float(), factor, x))    # a blend with a constant is a table
 
 def adjust_brightness(x: torch.Tensor, factor) -> torch.Tensor:
     "Brightness, like `ImageEnhance.Brightness(img).enhance(factor)`: blend with black."
     x = check_image_batch(x)
+    if x.dtype == torch.uint8: return apply_lut(x, _blend_lut(0.0, factor, x))
     return blend(torch.zeros_like(x), x, factor)
 
 def adjust_sharpness(x: torch.Tensor, factor) -> torch.Tensor:
     "Sharpness, like `ImageEnhance.Sharpness(img).enhance(factor)`: blend with `smooth(x)` (0 = smooth, 2 = sharper)."
     x = check_image_batch(x)
-    return blend(smooth(x), x, factor)
+    if x.dtype != torch.uint8 or min(x.shape[-2:]) < 3: return blend(smooth(x), x, factor)
+    xf = x.float()
+    return _blend_(xf, _smooth_levels(xf), _per_sample(factor, x, 'factor'))
 
 # %% ../nbs/02_ops.ipynb #b309c933
 def _sample_points(matrices: torch.Tensor, H: int, W: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,7 +200,8 @@ def _sample_points(matrices: torch.Tensor, H: int, W: int, device) -> tuple[torc
     m = torch.as_tensor(matrices).to(device=device, dtype=_f64(device)).reshape(-1, 6)[:, :, None, None]
     u = torch.arange(W, device=device, dtype=m.dtype) + 0.5
     v = torch.arange(H, device=device, dtype=m.dtype)[:, None] + 0.5
-    return (m[:, 0] * u + m[:, 1] * v) + m[:, 2], (m[:, 3] * u + m[:, 4] * v) + m[:, 5]
+    # (a*u + b*v) + c: the (B, 1, W) and (B, H, 1) terms first, one full-size add per coordinate
+    return torch.add(m[:, 0] * u, m[:, 1] * v).add_(m[:, 2]), torch.add(m[:, 3] * u, m[:, 4] * v).add_(m[:, 5])
 
 def _gather_nearest(img: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
     "img[..., floor(ys), floor(xs)] (clamped) for (B, C, H, W) or (B, H, W) `img` and (B, H, W) sample points."
@@ -187,6 +237,39 @@ def affine(x: torch.Tensor, matrices, mode: str = 'bilinear', fill: float = 0, m
     return out, _gather_nearest(mask, xs, ys).masked_fill_(~valid, ignore_index)
 
 # %% ../nbs/02_ops.ipynb #3d259fd4
+def _shift(t: torch.Tensor, p: list, dim: int, fill) -> torch.Tensor:
+    "Per-sample integer shift of batch `t` along `dim`: out[.., u, ..] = t[.., u + p[b], ..], `fill` where that is outside."
+    out, L = torch.full_like(t, fill), t.shape[dim]
+    for b, s in enumerate(p):
+        if abs(s) < L: out[b].narrow(dim - 1, max(-s, 0), L - abs(s)).copy_(t[b].narrow(dim - 1, max(s, 0), L - abs(s)))
+    return out
+
+def _shear(x: torch.Tensor, f: torch.Tensor, dim: int, mask=None, fill=0, ignore_index=255):
+    """PIL's bilinear AFFINE shear along `dim` (3: x, 2: y), one sampling pass: line `o` of the other axis samples
+    `t + 0.5 + f*(o + 0.5)` (float64, as PIL), so each line is a fractional shift with one integer offset and one weight."""
+    L, M = x.shape[dim], x.shape[5 - dim]
+    fd = f.dtype
+    s = f.view(-1, 1) * (torch.arange(M, dtype=fd, device=x.device) + 0.5)       # (n, M) shift of each line
+    t = torch.arange(L, dtype=fd, device=x.device) + 0.5
+    line = (lambda a: a[:, None, :, None]) if dim == 3 else (lambda a: a[:, None, None, :])        # (n, M) -> along the lines
+    along = (lambda a: a.view(1, 1, 1, -1)) if dim == 3 else (lambda a: a.view(1, 1, -1, 1))
+    pos = along(t) + line(s)                                                     # (n, 1, H, W) sample coordinates, as PIL
+    valid = (pos >= 0) & (pos < L)
+    k = s.floor()
+    i0 = along(torch.arange(L, device=x.device)) + line(k.long())                # floor(pos - 0.5), per line
+    shape = (x.shape[0], x.shape[1], *i0.shape[2:])
+    v0 = x.gather(dim, i0.clamp(0, L - 1).expand(shape))
+    v1 = x.gather(dim, (i0 + 1).clamp_(0, L - 1).expand(shape))
+    a = line(s - k).to(torch.float32 if x.dtype == torch.uint8 else x.dtype)
+    if x.dtype == torch.uint8:                                                   # PIL: in0 + (in1 - in0)*dx, truncated
+        v0 = v0.float()
+        out = v1.float().sub_(v0).mul_(a).add_(v0).to(torch.uint8)
+    else: out = torch.lerp(v0, v1, a)
+    out = out.masked_fill_(~valid, fill)
+    if mask is None: return out
+    j = along(torch.arange(L, device=x.device)) + line((s + 0.5).floor().long())  # nearest: floor(pos)
+    return out, mask.gather(dim - 1, j[:, 0].clamp_(0, L - 1)).masked_fill_(~valid[:, 0], ignore_index)
+
 def _matrices(x: torch.Tensor, coeffs: list) -> torch.Tensor:
     "(B, 6) float matrices on `x`'s device from six per-sample coefficients (tensors or numbers)."
     dt = _f64(x.device)
@@ -207,24 +290,31 @@ def rotate(x, degrees, mask=None, fill=0, ignore_index=255):
 def shear_x(x, factor, mask=None, fill=0, ignore_index=255):
     "Shear along x: output (u, v) samples input (u + factor*v, v), PIL AFFINE (1, factor, 0, 0, 1, 0)."
     f = _per_sample(factor, check_image_batch(x), 'factor', _f64(x.device)).flatten()
-    return affine(x, _matrices(x, [1, f, 0, 0, 1, 0]), fill=fill, mask=mask, ignore_index=ignore_index)
+    if mask is not None: check_mask_batch(mask, x)
+    return _shear(x, f, 3, mask, fill, ignore_index)
 
 def shear_y(x, factor, mask=None, fill=0, ignore_index=255):
     "Shear along y: output (u, v) samples input (u, factor*u + v), PIL AFFINE (1, 0, 0, factor, 1, 0)."
     f = _per_sample(factor, check_image_batch(x), 'factor', _f64(x.device)).flatten()
-    return affine(x, _matrices(x, [1, 0, 0, f, 1, 0]), fill=fill, mask=mask, ignore_index=ignore_index)
+    if mask is not None: check_mask_batch(mask, x)
+    return _shear(x, f, 2, mask, fill, ignore_index)
 
-def _translate_mode(p): return 'nearest' if bool((p == p.round()).all()) else 'bilinear'  # same result, cheaper
+def _translate(x, p, dim, mask, fill, ignore_index, coeffs):
+    "Integer pixels (as AugMix draws them): exact per-sample copies; else the bilinear `affine`."
+    if not bool((p == p.round()).all()): return affine(x, _matrices(x, coeffs), fill=fill, mask=mask, ignore_index=ignore_index)
+    pi = p.long().tolist()
+    if mask is None: return _shift(x, pi, dim, fill)
+    return _shift(x, pi, dim, fill), _shift(check_mask_batch(mask, x), pi, dim - 1, ignore_index)
 
 def translate_x(x, pixels, mask=None, fill=0, ignore_index=255):
     "Translate: output (u, v) samples input (u + pixels, v), PIL AFFINE (1, 0, pixels, 0, 1, 0)."
     p = _per_sample(pixels, check_image_batch(x), 'pixels', _f64(x.device)).flatten()
-    return affine(x, _matrices(x, [1, 0, p, 0, 1, 0]), _translate_mode(p), fill=fill, mask=mask, ignore_index=ignore_index)
+    return _translate(x, p, 3, mask, fill, ignore_index, [1, 0, p, 0, 1, 0])
 
 def translate_y(x, pixels, mask=None, fill=0, ignore_index=255):
     "Translate: output (u, v) samples input (u, v + pixels), PIL AFFINE (1, 0, 0, 0, 1, pixels)."
     p = _per_sample(pixels, check_image_batch(x), 'pixels', _f64(x.device)).flatten()
-    return affine(x, _matrices(x, [1, 0, 0, 0, 1, p]), _translate_mode(p), fill=fill, mask=mask, ignore_index=ignore_index)
+    return _translate(x, p, 2, mask, fill, ignore_index, [1, 0, 0, 0, 1, p])
 
 # %% ../nbs/02_ops.ipynb #9bf1a1cc
 @dataclass(frozen=True)
@@ -296,14 +386,25 @@ def apply_op_batch(x: torch.Tensor, op_idx, magnitude, ops=AUGMIX_OPS, mask=None
     if ((op_idx < -1) | (op_idx >= len(pool))).any(): raise ValueError(f"`op_idx` must be in -1..{len(pool) - 1}")
     if mask is not None: mask = check_mask_batch(mask, x).clone()
     out = x.clone()
-    for i, op in enumerate(pool):
-        sel = (op_idx == i).nonzero()[:, 0]
-        if not len(sel): continue
-        sel_d = sel.to(x.device)
-        if mask is not None and op.geometric:
-            out[sel_d], mask[sel_d] = op.fn(x[sel_d], magnitude[sel], mask=mask[sel_d], ignore_index=ignore_index)
-        else: out[sel_d] = op.fn(x[sel_d], magnitude[sel])
+    _apply_grouped_(out, op_idx, magnitude, pool, mask, ignore_index)
     return out if mask is None else (out, mask)
+
+def _apply_grouped_(x: torch.Tensor, op_idx: torch.Tensor, magnitude: torch.Tensor, pool: tuple, mask=None, ignore_index: int = 255):
+    "In place: sample `b` of `x` (and `mask`) gets op `pool[op_idx[b]]`; each op runs once, on all the samples that drew it."
+    groups = {}
+    for b, i in enumerate(op_idx.tolist()):
+        if i >= 0 and pool[i].name != 'identity': groups.setdefault(i, []).append(b)
+    # per-sample copies in and out: on the CPU far cheaper than index_select/index_copy_ over whole images
+    take = lambda t, sel: t if len(sel) == t.shape[0] else torch.stack([t[b] for b in sel])
+    def put(t, sel, o):
+        for j, b in enumerate(sel): t[b].copy_(o[j])
+    for i, sel in groups.items():
+        op, mag = pool[i], magnitude[sel]
+        if mask is not None and op.geometric:
+            o, mo = op.fn(take(x, sel), mag, mask=take(mask, sel), ignore_index=ignore_index)
+            put(mask, sel, mo)
+        else: o = op.fn(take(x, sel), mag)
+        put(x, sel, o)
 
 # %% ../nbs/02_ops.ipynb #9dd68ce5
 @dataclass
@@ -339,7 +440,8 @@ def draw_augmix_params(B: int, H: int, W: int, severity: float = 3, width: int =
 
 def apply_chain(x: torch.Tensor, params: AugMixParams, k: int) -> torch.Tensor:
     "Chain `k` of drawn AugMix `params` applied to batch `x` (the ops in order; finished chains leave images as they are)."
-    for d in range(params.op_idx.shape[2]): x = apply_op_batch(x, params.op_idx[:, k, d], params.magnitude[:, k, d], params.ops)
+    x, pool = check_image_batch(x, channels=(1, 3)).clone(), resolve_ops(params.ops)
+    for d in range(params.op_idx.shape[2]): _apply_grouped_(x, params.op_idx[:, k, d], params.magnitude[:, k, d], pool)
     return x
 
 def apply_augmix(x: torch.Tensor, params: AugMixParams) -> torch.Tensor:
@@ -348,12 +450,20 @@ def apply_augmix(x: torch.Tensor, params: AugMixParams) -> torch.Tensor:
     B, width, _ = params.op_idx.shape
     if x.shape[0] != B or tuple(x.shape[-2:]) != tuple(params.size):
         raise ValueError(f"`x` of shape {tuple(x.shape)} does not match params drawn for B={B}, size={tuple(params.size)}")
+    pool, q = resolve_ops(params.ops), to_uint8(x)                  # float input: the chains run on its uint8 levels
     dt = torch.float32 if x.dtype == torch.uint8 else x.dtype
-    mix = torch.zeros(x.shape, dtype=dt, device=x.device)
-    w, m = params.weights.to(x.device, dt), params.m.to(x.device, dt).view(-1, 1, 1, 1)
-    for k in range(width): mix += w[:, k].view(-1, 1, 1, 1) * to_float(apply_chain(x, params, k))
-    out = m * to_float(x) + (1 - m) * mix
-    return to_uint8(out) if x.dtype == torch.uint8 else out.clamp_(0, 1)
+    m = params.m.double()[:, None]
+    coef = torch.cat([m, (1 - m) * params.weights.double()], 1).to(x.device, dt)[:, None]   # (B, 1, 1 + width)
+    rows = torch.cat([torch.full((B, 1, params.op_idx.shape[2]), -1), params.op_idx], 1)    # row 0: the image itself
+    mags = torch.cat([torch.zeros(B, 1, params.magnitude.shape[2], dtype=params.magnitude.dtype), params.magnitude], 1)
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    for s in _chunks(B, (width + 1) * x[0].numel(), x.device):
+        # the image and its `width` chains side by side: each chain step is one grouped pass over all of them
+        work = q[s, None].expand(-1, width + 1, -1, -1, -1).contiguous().view(-1, *x.shape[1:])
+        for d in range(params.op_idx.shape[2]): _apply_grouped_(work, rows[s, :, d].flatten(), mags[s, :, d].flatten(), pool)
+        mix = torch.bmm(coef[s], work.view(s.stop - s.start, width + 1, -1).to(dt)).view(-1, *x.shape[1:])   # m*x + (1-m)*sum_k w_k*chain_k
+        out[s] = mix.round_().clamp_(0, 255) if x.dtype == torch.uint8 else mix.div_(255).clamp_(0, 1)
+    return out
 
 def augmix(x: torch.Tensor, severity: float = 3, width: int = 3, depth: int = -1, alpha: float = 1.0, ops=AUGMIX_OPS,
            generator=None, mask: torch.Tensor | None = None):

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from fastai.callback.schedule import ParamScheduler
-from .core import as_generator, check_image_batch, check_mask_batch, to_float
+from .core import as_generator, check_image_batch, check_mask_batch, to_float, to_uint8
 from .ops import PIXEL_OPS, resolve_ops, draw_augmix_params, apply_augmix, apply_chain
 from .train import js_divergence, TermLossCallback
 from .models import HRNetFeatures
@@ -44,8 +44,9 @@ def seg_augmix(x: torch.Tensor, mask: torch.Tensor | None = None, n_views: int =
 # %% ../nbs/07_seg_augmix.ipynb #b0c46ab2
 def augmix_branches(x: torch.Tensor, params) -> tuple[list, torch.Tensor, torch.Tensor]:
     "The branch images $f_i(x)$, their mix $I_{aug}$ and the final $I_{mix}$ for AugMix `params` drawn for batch `x` (float in [0, 1])."
-    xf = to_float(x)
-    branches = [to_float(apply_chain(x, params, k)) for k in range(params.op_idx.shape[1])]
+    q = to_uint8(x)                                                    # the chains run on uint8, as in apply_augmix
+    xf = to_float(q)
+    branches = [to_float(apply_chain(q, params, k)) for k in range(params.op_idx.shape[1])]
     w, m = params.weights.to(xf.device), params.m.to(xf.device).view(-1, 1, 1, 1)
     aug = sum(w[:, k].view(-1, 1, 1, 1) * b for k, b in enumerate(branches))
     return branches, aug, m * xf + (1 - m) * aug
