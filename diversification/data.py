@@ -21,9 +21,9 @@ from .core import as_generator
 # %% auto #0
 __all__ = ['FASHION_MNIST_CLASSES', 'DEBIAN_FASHION_MNIST', 'EMBEDDED_FASHION_MNIST', 'IMAGE_EXTS', 'CITYSCAPES_CLASSES',
            'CITYSCAPES_PALETTE', 'IGNORE_INDEX', 'VALID_LABEL_IDS', 'ID_TO_TRAINID', 'DatasetError', 'ImageFileError',
-           'LabelError', 'few_shot_indices', 'read_idx', 'load_fashion_mnist', 'make_fashion_mnist_subset',
-           'open_image', 'check_images', 'image_folder_items', 'few_shot_image_folder', 'write_image_folder',
-           'array_dls', 'fashion_mnist_dls', 'image_folder_dls', 'ImageFolderSource', 'fit_square',
+           'LabelError', 'few_shot_indices', 'read_idx', 'ImageFolderSource', 'load_fashion_mnist',
+           'make_fashion_mnist_subset', 'open_image', 'check_images', 'image_folder_items', 'few_shot_image_folder',
+           'write_image_folder', 'array_dls', 'fashion_mnist_dls', 'image_folder_dls', 'fit_square',
            'image_folder_arrays', 'labelids_to_trainids', 'cityscapes_items', 'load_seg_pair', 'class_pixel_counts',
            'class_image_counts', 'class_frequency_table', 'check_seg_items', 'SegDataset', 'seg_dls', 'colour_mask',
            'show_seg_batch']
@@ -72,6 +72,13 @@ def read_idx(path) -> np.ndarray:
     return data.reshape(shape)
 
 # %% ../nbs/01_data.ipynb #3cf799f3
+@dataclass(frozen=True)
+class ImageFolderSource:
+    "An ImageFolder tree (`root/train/<class>/`, `root/val/<class>/`) as a `source`, read at `size` px with the aspect kept by `fit`."
+    root: str
+    size: int = 64
+    fit: str = 'crop'            # 'crop': centre crop of the short side; 'pad': the long side fits, black borders
+
 def load_fashion_mnist(source=None) -> dict:
     """Fashion-MNIST as a dict of `x_train, y_train, x_test, y_test` (uint8 `(N, 28, 28)` / int64) and `classes`.
     `source`: `None` = the subset embedded in the package; `'debian'` = the full set from Debian's package;
@@ -212,13 +219,6 @@ def image_folder_dls(root, n_per_class: int, seed: int = 0, valid: str = 'val', 
                              after_batch=[IntToFloatTensor()], device=device, **kwargs)
 
 # %% ../nbs/01_data.ipynb #1658f0ba
-@dataclass(frozen=True)
-class ImageFolderSource:
-    "An ImageFolder tree (`root/train/<class>/`, `root/val/<class>/`) as a `source`, read at `size` px with the aspect kept by `fit`."
-    root: str
-    size: int = 64
-    fit: str = 'crop'            # 'crop': centre crop of the short side; 'pad': the long side fits, black borders
-
 def fit_square(im: Image.Image, size: int, fit: str = 'crop') -> Image.Image:
     "`im` as a `size` x `size` image, its aspect ratio kept: centre crop (`fit='crop'`) or black padding (`fit='pad'`)."
     if fit not in ('crop', 'pad'): raise ValueError(f"`fit` must be 'crop' or 'pad', got {fit!r}")
