@@ -1,6 +1,6 @@
 """The main job as a newcomer runs it: `diversification reproduce --quick` from a fresh report folder.
 
-Checks what the quick size promises (README): its models are trained to convergence on a reduced design, so
+Checks what the quick size promises (README): its models are trained on a reduced design sized for minutes, so
 classification accuracies reach 0.70 and segmentation mIoU 0.25 on the embedded data; the report opens with the
 claims ledger; one seed gives no verdicts; the experiments left out are named. The wall time is printed, not asserted.
 """
