@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import pandas as pd
+from . import augmix_mixup as am, ensemble as en, efficientseg as es, sumix as su, tail_cutmix as tc
 
 # %% auto #0
 __all__ = ['MIXERS', 'EXPERIMENT_ROWS', 'PAPERS', 'CLAIMS', 'VERDICTS', 'MEASURE_COLS', 'SAVED_RESULTS', 'LEDGER_COLS',
@@ -73,43 +74,46 @@ class Claim:
 
 # %% ../nbs/14_claims.ipynb #8100b234
 _AM, _TC, _ES, _SU = PAPERS['am'], PAPERS['tc'], PAPERS['es'], PAPERS['su']
-_SUMIX_R18 = {'cutmix': (78.17, 79.78), 'fmix': (79.69, 80.20), 'saliencymix': (79.12, 79.91), 'resizemix': (80.01, 80.38)}   # CIFAR-100 R18 %
+# the papers' own numbers, from the constants the method modules keep (never written twice)
+_T2, _T7, _T3, _TAIL = am.PAPER_TABLE2_B0, en.PAPER_TABLE7_FULL, en.PAPER_TABLE3, tc.PAPER_TAIL_TABLE1_IOU
+_ES_MIOU = es.PAPER_TABLE1.drop(columns='class').mean().round(3)      # its Table 1 mIoU row: 0.515, 0.476 (6.0 w/o aug), 0.581
+_ES_UNET = 0.40                                                       # the challenge's U-Net baseline, quoted in its text
 
 CLAIMS = (
-    Claim('table2_mixup_gt_baseline', _AM, 'Table 2', 'augmix_mixup', 'test_accuracy', 'Mixup', 'Baseline', None, 51.41, 49.23,
+    Claim('table2_mixup_gt_baseline', _AM, 'Table 2', 'augmix_mixup', 'test_accuracy', 'Mixup', 'Baseline', None, _T2['Mixup'], _T2['Baseline'],
           'Mixup-augment beats the plain model (EfficientNet-B0, top-1 %)'),
-    Claim('table2_augmix_gt_baseline', _AM, 'Table 2', 'augmix_mixup', 'test_accuracy', 'AugMix', 'Baseline', None, 56.29, 49.23,
+    Claim('table2_augmix_gt_baseline', _AM, 'Table 2', 'augmix_mixup', 'test_accuracy', 'AugMix', 'Baseline', None, _T2['AugMix'], _T2['Baseline'],
           'AugMix-augment beats the plain model'),
-    Claim('table2_pm_gt_augmix', _AM, 'Table 2', 'augmix_mixup', 'test_accuracy', 'AugMix+Mixup', 'AugMix', None, 59.60, 56.29,
+    Claim('table2_pm_gt_augmix', _AM, 'Table 2', 'augmix_mixup', 'test_accuracy', 'AugMix+Mixup', 'AugMix', None, _T2['AugMix+Mixup'], _T2['AugMix'],
           'AugMix + Mixup with JSD beats AugMix alone'),
-    Claim('table2_pm_gt_mixup', _AM, 'Table 2', 'augmix_mixup', 'test_accuracy', 'AugMix+Mixup', 'Mixup', None, 59.60, 51.41,
+    Claim('table2_pm_gt_mixup', _AM, 'Table 2', 'augmix_mixup', 'test_accuracy', 'AugMix+Mixup', 'Mixup', None, _T2['AugMix+Mixup'], _T2['Mixup'],
           'AugMix + Mixup with JSD beats Mixup alone'),
     Claim('tta_10crop_gt_single', _AM, 'Sec. 3.1 (TTA)', 'augmix_mixup', 'tta_accuracy', 'AugMix+Mixup', 'AugMix+Mixup', 'test_accuracy',
           None, None, '10 random crops averaged beat a single view'),
-    Claim('table3_ensemble_gt_best', _AM, 'Table 3', 'ensemble', 'accuracy', 'ensemble of all members', 'best single member', None, 65.55, 63.07,
+    Claim('table3_ensemble_gt_best', _AM, 'Table 3', 'ensemble', 'accuracy', 'ensemble of all members', 'best single member', None, _T3['ensemble'][-1], max(_T3['model']),
           'the equal-average ensemble of all members beats its best member'),
-    Claim('table7_ohem_gt_baseline', _AM, 'Table 7', 'seg_augmix', 'miou_tta', '+OHEM', 'Baseline', None, 59.25, 59.21,
+    Claim('table7_ohem_gt_baseline', _AM, 'Table 7', 'seg_augmix', 'miou_tta', '+OHEM', 'Baseline', None, _T7['+OHEM'], _T7['Baseline'],
           'OHEM improves HRNet + OCR (mIoU %, multi-scale + flip testing)'),
-    Claim('table7_segaugmix_gt_baseline', _AM, 'Table 7', 'seg_augmix', 'miou_tta', '+seg-AugMix', 'Baseline', None, 59.84, 59.21,
+    Claim('table7_segaugmix_gt_baseline', _AM, 'Table 7', 'seg_augmix', 'miou_tta', '+seg-AugMix', 'Baseline', None, _T7['+seg-AugMix'], _T7['Baseline'],
           'seg-AugMix with per-pixel JSD improves HRNet + OCR'),
     Claim('seg_tta_gt_single', _AM, 'Sec. 3.2 (TTA)', 'seg_augmix', 'miou_tta', 'Baseline', 'Baseline', 'miou', None, None,
           'multi-scale + flip testing beats a single scale'),
-    Claim('table7_fw_gt_average', _AM, 'Table 7', 'ensemble', 'miou_tta', 'FW ensemble', 'Average ensemble', None, 60.60, 59.85,
+    Claim('table7_fw_gt_average', _AM, 'Table 7', 'ensemble', 'miou_tta', 'FW ensemble', 'Average ensemble', None, _T7['FW ensemble'], _T7['Average ensemble'],
           'the frequency-weighted ensemble beats the average ensemble'),
     Claim('table7_fw_gt_average_rare', _AM, 'Table 7 / Sec. 3.2', 'ensemble', 'rare_miou_tta', 'FW ensemble', 'Average ensemble', None, None, None,
           'the FW ensemble gains on the rare classes (< 1 % of training pixels) it up-weights'),
     Claim('tail_level0_gt_baseline', _TC, 'Sec. 3 / Table 1', 'tail_cutmix', 'tail_miou', 'Level-0 tail CutMix (M1)', 'Baseline (M0)', None, None, None,
           'level-0 tail-pixel CutMix raises the tail classes\' IoU'),
-    Claim('tail_classwise_gt_baseline', _TC, 'Table 1', 'tail_cutmix', 'miou', 'Class-wise ensemble (MR)', 'Baseline (M0)', None, 0.66, 0.39,
+    Claim('tail_classwise_gt_baseline', _TC, 'Table 1', 'tail_cutmix', 'miou', 'Class-wise ensemble (MR)', 'Baseline (M0)', None, _TAIL['Class-wise ensemble (MR)'], _TAIL['Baseline (M0)'],
           'the class-wise ensemble of the multi-level models beats the baseline (IoU class)'),
     Claim('tail_classwise_gt_control', _TC, 'Sec. 4', 'tail_cutmix', 'tail_miou', 'Class-wise ensemble (MR)', 'M1 fine-tuned, no mix', None, None, None,
           'the class-wise ensemble beats M1 fine-tuned as long without the tail mixes (the extra training alone)'),
-    Claim('efficientseg_aug_gt_noaug', _ES, 'Table 1', 'efficientseg', 'miou_flip', 'EfficientSeg(1.5)', 'EfficientSeg(1.5) w/o aug', None, 0.581, 0.476,
+    Claim('efficientseg_aug_gt_noaug', _ES, 'Table 1', 'efficientseg', 'miou_flip', 'EfficientSeg(1.5)', 'EfficientSeg(1.5) w/o aug', None, _ES_MIOU['EfficientSeg (6.0)'], _ES_MIOU['EfficientSeg (6.0) w/o aug'],
           'its augmentation set improves EfficientSeg (the paper\'s pair is width 6.0)'),
-    Claim('efficientseg_gt_unet', _ES, 'Sec. 4', 'efficientseg', 'miou_flip', 'EfficientSeg(1.5)', 'U-Net', None, 0.515, 0.40,
+    Claim('efficientseg_gt_unet', _ES, 'Sec. 4', 'efficientseg', 'miou_flip', 'EfficientSeg(1.5)', 'U-Net', None, _ES_MIOU['EfficientSeg (1.5)'], _ES_UNET,
           'EfficientSeg (1.5) beats the U-Net of equal parameters'),
     *(Claim(f'sumix_{m}', _SU, 'Table 1', 'sumix', 'test_accuracy', f'{m} + SUMix', m, None,
-            *(_SUMIX_R18[m][::-1] if m in _SUMIX_R18 else (None, None)), f'SUMix improves {m} (CIFAR-100 ResNet-18 top-1 %)') for m in MIXERS),
+            *(su.PAPER_TABLE1_R18[m][::-1] if m in su.PAPER_TABLE1_R18 else (None, None)), f'SUMix improves {m} (CIFAR-100 ResNet-18 top-1 %)') for m in MIXERS),
     *(Claim(f'sumix_{m}_occlusion', _SU, 'Sec. 5.4 / Fig. 5', 'sumix', 'occlusion50_acc', f'{m} + SUMix', m, None, None, None,
             f'SUMix makes {m} more robust to occlusion (half of the patches masked)') for m in MIXERS),
 )

@@ -219,16 +219,19 @@ def image_folder_dls(root, n_per_class: int, seed: int = 0, valid: str = 'val', 
                              after_batch=[IntToFloatTensor()], device=device, **kwargs)
 
 # %% ../nbs/01_data.ipynb #1658f0ba
-def fit_square(im: Image.Image, size: int, fit: str = 'crop') -> Image.Image:
-    "`im` as a `size` x `size` image, its aspect ratio kept: centre crop (`fit='crop'`) or black padding (`fit='pad'`)."
+def _check_fit(size, fit: str):
     if fit not in ('crop', 'pad'): raise ValueError(f"`fit` must be 'crop' or 'pad', got {fit!r}")
     if isinstance(size, bool) or not isinstance(size, int) or size < 1: raise ValueError(f"`size` must be a positive int, got {size!r}")
+
+def fit_square(im: Image.Image, size: int, fit: str = 'crop') -> Image.Image:
+    "`im` as a `size` x `size` image, its aspect ratio kept: centre crop (`fit='crop'`) or black padding (`fit='pad'`)."
+    _check_fit(size, fit)
     w, h = im.size
-    s = size / (min(w, h) if fit == 'crop' else max(w, h))
-    im = im.resize((max(size, round(w * s)) if fit == 'crop' else max(1, round(w * s)),
-                    max(size, round(h * s)) if fit == 'crop' else max(1, round(h * s))), Image.BILINEAR)
+    crop = fit == 'crop'
+    s, lo = size / (min(w, h) if crop else max(w, h)), size if crop else 1   # the short side fills `size` (crop) or the long side does (pad)
+    im = im.resize((max(lo, round(w * s)), max(lo, round(h * s))), Image.BILINEAR)
     w, h = im.size
-    if fit == 'crop': return im.crop(((w - size) // 2, (h - size) // 2, (w - size) // 2 + size, (h - size) // 2 + size))
+    if crop: return im.crop(((w - size) // 2, (h - size) // 2, (w - size) // 2 + size, (h - size) // 2 + size))
     out = Image.new(im.mode, (size, size)); out.paste(im, ((size - w) // 2, (size - h) // 2)); return out
 
 _ARRAYS_CACHE: dict = {}
@@ -240,7 +243,7 @@ def _tree_signature(root: Path) -> tuple:
 def image_folder_arrays(root, size: int = 64, train: str = 'train', valid: str = 'val', on_error: str = 'raise', fit: str = 'crop') -> dict:
     "`root/{train,val}/<class>/<image>` as `x_train, y_train, x_test, y_test` (uint8 `(N, size, size, 3)` / int64) and `classes`."
     root = Path(root)
-    fit_square(Image.new('RGB', (2, 1)), size, fit)                                 # bad `size`/`fit` fail before any file is read
+    _check_fit(size, fit)                                                           # before any file is read
     key = (str(root.resolve()), size, train, valid, on_error, fit, _tree_signature(root))
     if key in _ARRAYS_CACHE: return {k: v.copy() if isinstance(v, np.ndarray) else list(v) for k, v in _ARRAYS_CACHE[key].items()}
     out = {}

@@ -220,7 +220,7 @@ def baseline_segmentation(cfg: RunConfig, show_progress: bool = True) -> Result:
     return Result(f'Baseline segmenter (U-Net, {_seg_name(cfg)})', table, figs, note, {'per-class IoU': classes.reset_index()})
 
 # %% ../nbs/90_reproduce.ipynb #b583e48f
-PAPER_TABLE2_B0 = {'Baseline': 49.23, 'Mixup': 51.41, 'AugMix': 56.29, 'AugMix+Mixup': 59.60}   # % top-1, the paper's Table 2
+PAPER_TABLE2_B0 = am.PAPER_TABLE2_B0   # % top-1, the paper's Table 2
 
 @experiment('augmix_mixup')
 def augmix_mixup(cfg: RunConfig, show_progress: bool = True) -> Result:
@@ -309,8 +309,7 @@ def sumix(cfg: RunConfig, show_progress: bool = True) -> Result:
     return Result(f'SUMix on cutting-based mixers ({_cls_name(cfg)})', table, figs, note, tables, cl.measure_sumix(df))
 
 # %% ../nbs/90_reproduce.ipynb #0efada1a
-PAPER_TAIL_TABLE1_IOU = {'Baseline (M0)': 0.39, 'Class-wise ensemble (MR)': 0.66}   # the paper's Table 1, MiniCity test (not ours)
-PAPER_TAIL_TABLE1_ACC = {'Baseline (M0)': 0.78, 'Class-wise ensemble (MR)': 0.83}
+PAPER_TAIL_TABLE1_IOU, PAPER_TAIL_TABLE1_ACC = tc.PAPER_TAIL_TABLE1_IOU, tc.PAPER_TAIL_TABLE1_ACC   # the paper's Table 1, MiniCity test (not ours)
 
 @experiment('tail_cutmix')
 def tail_cutmix(cfg: RunConfig, show_progress: bool = True) -> Result:
@@ -333,8 +332,7 @@ def tail_cutmix(cfg: RunConfig, show_progress: bool = True) -> Result:
                   {'per seed': summary, 'per-class IoU (mean over seeds)': mean_pc, 'buckets': buckets}, cl.measure_table(summary, 'tail_cutmix'))
 
 # %% ../nbs/90_reproduce.ipynb #a9d149c2
-PAPER_TABLE3 = {'model': (63.07, 63.06, 63.03, 62.96, 62.04, 61.80, 60.60, 59.60),      # the paper's Table 3 (%), EfficientNet-B5, B6,
-                'ensemble': (63.07, 65.05, 65.64, 66.10, 66.02, 66.01, 65.89, 65.55)}   # B7, B3, B1, B4, B2, B0 added in that order (not ours)
+PAPER_TABLE3 = en.PAPER_TABLE3   # the paper's Table 3 (%), EfficientNets added one at a time (not ours)
 
 @experiment('ensemble')
 def ensemble(cfg: RunConfig, show_progress: bool = True) -> Result:
