@@ -63,12 +63,12 @@ SIZES = {
     # full: 64x128 SynthCity (as the quick size; 128x256 made the EfficientSeg U-Net rows alone take over 2 h on 2 cores)
     'full':  dict(cls_n=50, cls_epochs=40, seeds=(0, 1, 2), seg_data=(200, 100, 64, 128), seg_epochs=40, unet_base=32,
                   am_epochs=50, am_test_n=None, am_sweeps=True, sa_epochs=20, sa_ocr=(128, 64), es_epochs=24, es_extra=20,
-                  su_epochs=20, su_test_n=None, su_robust=500, su_ablation=('cutmix', 'fmix', 'saliencymix'), su_kinds=su.MIXERS,
-                  tc_epochs=24, tc_ft=4, en_members=en.CLS_MEMBERS, en_epochs=15, experiments=None),
+                  su_epochs=50, su_test_n=None, su_robust=500, su_ablation=('cutmix',), su_kinds=su.MIXERS,
+                  tc_epochs=24, tc_ft=4, en_members=en.CLS_MEMBERS, en_epochs=50, experiments=None),
 }
 # `full` on a CUDA device: larger resolution, more epochs and seeds (applied by `RunConfig`, recorded as `scaled_for`)
 CUDA_FULL = dict(seeds=(0, 1, 2, 3, 4), seg_data=(200, 100, 256, 512), seg_epochs=120, unet_base=32, cls_epochs=80,
-                 am_epochs=60, sa_epochs=80, es_epochs=80, su_epochs=60, tc_epochs=80, tc_ft=10, en_epochs=40)
+                 am_epochs=60, sa_epochs=80, es_epochs=80, su_epochs=60, tc_epochs=80, tc_ft=10, en_epochs=60)
 
 @dataclass
 class RunConfig:
