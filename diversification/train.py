@@ -6,6 +6,7 @@
 from __future__ import annotations
 import math
 from dataclasses import dataclass
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,9 +16,9 @@ from fastai.data.transforms import Normalize
 from .core import as_generator, check_image_batch, to_float
 
 # %% auto #0
-__all__ = ['CropFlipParams', 'draw_crop_flip', 'crop_resize', 'apply_crop_flip', 'BaseAugment', 'tta_params', 'tta_predict',
-           'js_divergence', 'MixupParams', 'draw_mixup_params', 'apply_mixup', 'mixup_ce', 'check_labels',
-           'TermLossCallback']
+__all__ = ['CropFlipParams', 'draw_crop_flip', 'crop_resize', 'apply_crop_flip', 'BaseAugment', 'epoch_losses', 'tta_params',
+           'tta_predict', 'js_divergence', 'MixupParams', 'draw_mixup_params', 'apply_mixup', 'mixup_ce',
+           'check_labels', 'TermLossCallback']
 
 # %% ../nbs/05_train.ipynb #7f6a413d
 @dataclass
@@ -71,6 +72,14 @@ class BaseAugment(Callback):
         x = self.xb[0]
         p = draw_crop_flip(len(x), *x.shape[-2:], self.scale, self.ratio, self.flip_p, self.gen)
         self.learn.xb = (apply_crop_flip(x, p).as_subclass(type(x)), *self.xb[1:])
+
+# %% ../nbs/05_train.ipynb #ac48c803
+def epoch_losses(learn, **keys) -> pd.DataFrame:
+    "Mean training loss of each epoch of `learn`'s last fit (from `learn.recorder.losses`), with `keys` (e.g. setting, seed) as columns."
+    losses = torch.tensor([float(l) for l in learn.recorder.losses], dtype=torch.float64)
+    n = learn.n_epoch; spe = len(losses) // n
+    if not spe: raise ValueError(f"{len(losses)} recorded losses cannot make {n} epochs")
+    return pd.DataFrame(dict(**keys, epoch=range(1, n + 1), loss=losses[:n * spe].view(n, spe).mean(1).tolist()))
 
 # %% ../nbs/05_train.ipynb #0f84052d
 def tta_params(B: int, H: int, W: int, n_views: int = 10, scale=(0.64, 1.0), ratio=(3 / 4, 4 / 3), generator=None) -> list[CropFlipParams]:
