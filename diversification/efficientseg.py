@@ -21,15 +21,16 @@ from fastai.data.transforms import ItemTransform
 from .core import as_generator, check_image_batch, check_mask_batch, to_float, rss_mb, call_in_fresh_process
 from .data import SegDataset, cityscapes_items, CITYSCAPES_CLASSES, IGNORE_INDEX
 from .models import UNet, param_count
+from .ops import jpeg_compress
 from .seg_augmix import seg_tta, check_seg_target, mean_over_seeds
 
 # %% auto #0
 __all__ = ['MBV3_LARGE', 'SEGMENTERS', 'EFFICIENTSEG_CLASS_WEIGHTS', 'ES_ROWS', 'PAPER_TABLE1', 'Bneck', 'mbv3_block',
            'conv_bn_act', 'EfficientSeg', 'build_segmenter', 'class_weights', 'WeightedCrossEntropy', 'rgb_to_hsv',
-           'hsv_to_rgb', 'multiply_hue_brightness', 'jpeg_quant_tables', 'jpeg_compress', 'SegAugParams',
-           'draw_seg_aug_params', 'seg_aug_grid', 'warp_labels', 'apply_seg_aug', 'RareCropDataset', 'RareCropDL',
-           'EfficientSegAug', 'efficientseg_dls', 'step_schedule', 'efficientseg_learner', 'fit_step', 'flip_tta',
-           'FlipTTA', 'train_es_row', 'run_es_table', 'summarize_es', 'bench_segmenters']
+           'hsv_to_rgb', 'multiply_hue_brightness', 'SegAugParams', 'draw_seg_aug_params', 'seg_aug_grid',
+           'warp_labels', 'apply_seg_aug', 'RareCropDataset', 'RareCropDL', 'EfficientSegAug', 'efficientseg_dls',
+           'step_schedule', 'efficientseg_learner', 'fit_step', 'flip_tta', 'FlipTTA', 'train_es_row', 'run_es_table',
+           'summarize_es', 'bench_segmenters']
 
 # %% ../nbs/08_efficientseg.ipynb #967530a8
 @dataclass(frozen=True)
@@ -153,60 +154,6 @@ def multiply_hue_brightness(x: torch.Tensor, hue: torch.Tensor, brightness: torc
     h = (hsv[:, 0] * hue.view(-1, 1, 1)) % 1.0
     v = (hsv[:, 2] * brightness.view(-1, 1, 1)).clamp(0, 1)
     return hsv_to_rgb(torch.stack([h, hsv[:, 1], v], 1))
-
-# %% ../nbs/08_efficientseg.ipynb #70da335a
-_JPEG_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-              14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-              49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
-_JPEG_CHROMA = [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
-                47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32
-
-def jpeg_quant_tables(quality: torch.Tensor) -> torch.Tensor:
-    "`(B, 2, 8, 8)` luma/chroma quantisation tables for per-image `quality` in 1..100, scaled as libjpeg does."
-    q = quality.long().clamp(1, 100).view(-1, 1, 1)
-    scale = torch.where(q < 50, 5000 // q, 200 - 2 * q)
-    base = torch.tensor([_JPEG_LUMA, _JPEG_CHROMA], device=quality.device).view(1, 2, 64)
-    return ((base * scale + 50) // 100).clamp(1, 255).view(-1, 2, 8, 8).float()
-
-def _dct_matrix(device, dtype=torch.float32) -> torch.Tensor:
-    n = torch.arange(8, dtype=torch.float64)
-    m = torch.cos((2 * n[None] + 1) * n[:, None] * math.pi / 16) * math.sqrt(2 / 8)
-    m[0] /= math.sqrt(2)
-    return m.to(device, dtype)
-
-def _blocks_roundtrip(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    "DCT, quantise with tables `q` (B, 8, 8), dequantise and inverse DCT every 8x8 block of planes `p` (B, H, W), H and W multiples of 8."
-    B, H, W = p.shape
-    D = _dct_matrix(p.device)
-    blk = p.reshape(B, H // 8, 8, W // 8, 8).permute(0, 1, 3, 2, 4)              # (B, h, w, 8, 8)
-    coef = D @ blk @ D.T
-    qq = q[:, None, None]
-    coef = torch.round(coef / qq) * qq
-    return (D.T @ coef @ D).permute(0, 1, 3, 2, 4).reshape(B, H, W)
-
-def jpeg_compress(x: torch.Tensor, quality) -> torch.Tensor:
-    "Encode and decode RGB batch `x` (uint8 or float) as baseline JPEG at per-image `quality` (1-100); same dtype back."
-    x = check_image_batch(x, channels=(3,))
-    B, _, H, W = x.shape
-    quality = torch.as_tensor(quality, device=x.device)
-    if quality.ndim == 0: quality = quality.expand(B)
-    if quality.shape != (B,): raise ValueError(f"`quality` must be a number or one per image ({B}), got shape {tuple(quality.shape)}")
-    if ((quality < 1) | (quality > 100)).any(): raise ValueError(f"`quality` must be in 1..100, got {quality.tolist()}")
-    q = jpeg_quant_tables(quality)
-    rgb = x.float() if x.dtype == torch.uint8 else x.float() * 255
-    rgb = F.pad(rgb, (0, -W % 16, 0, -H % 16), mode='replicate')                   # whole 16x16 MCUs, edges repeated
-    r, g, b = rgb.unbind(1)
-    y = (0.299 * r + 0.587 * g + 0.114 * b).round()
-    cb = (-0.168736 * r - 0.331264 * g + 0.5 * b + 128).round()
-    cr = (0.5 * r - 0.418688 * g - 0.081312 * b + 128).round()
-    y = (_blocks_roundtrip(y - 128, q[:, 0]) + 128).round().clamp(0, 255)
-    c = F.avg_pool2d(torch.stack([cb, cr], 1), 2)                                 # 4:2:0 (box filter, as libjpeg)
-    c = torch.stack([_blocks_roundtrip(c[:, i] - 128, q[:, 1]) + 128 for i in range(2)], 1).round().clamp(0, 255)
-    c = F.interpolate(c, scale_factor=2, mode='bilinear', align_corners=False)      # libjpeg's "fancy" (triangle) up-sampling
-    cb, cr = c[:, 0] - 128, c[:, 1] - 128
-    out = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)[..., :H, :W]
-    out = out.round().clamp(0, 255)
-    return out.to(torch.uint8) if x.dtype == torch.uint8 else (out / 255).to(x.dtype)
 
 # %% ../nbs/08_efficientseg.ipynb #28b0a7fa
 @dataclass
