@@ -161,6 +161,7 @@ def train_es_row(root, model: str, aug: bool, size=None, epochs: int = 10, bs: i
                  milestones=(0.75,), seed: int = 0, device=None, progress: bool = False):
     "Train one row of the table from scratch on `root`'s train split; return the Learner."
     import contextlib
+    from fastai.callback.progress import ProgressCallback  # noqa: F401  (patches Learner.no_bar)
     from diversification.core import set_seed
     set_seed(seed)
     dls = efficientseg_dls(root, size=size, bs=bs, n_extra=n_extra, aug=aug, seed=seed, device=device)

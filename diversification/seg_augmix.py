@@ -15,7 +15,7 @@ from .core import as_generator, check_image_batch, check_mask_batch, to_float, t
 from .ops import PIXEL_OPS, resolve_ops, draw_augmix_params, apply_augmix, apply_chain
 from .train import js_divergence, TermLossCallback
 from .models import HRNetFeatures
-from .segtrain import check_seg_target, SegTTA, mean_over_seeds, _main
+from .segtrain import SEG_BASE_AUG, SEG_CROP_FRAC, seg_train_dls, check_seg_target, SegTTA, mean_over_seeds, _main
 
 # %% auto #0
 __all__ = ['SEG_AUGMIX_OPS', 'SEG_ROWS', 'RARE', 'check_seg_pool', 'seg_augmix', 'augmix_branches', 'pixel_jsd', 'SegAugMixJSD',
@@ -226,18 +226,19 @@ def load_seg_row(path) -> HRNetOCR:
 
 def train_seg_rows(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | None = None, model: str = 'hrnet_w18', bs: int = 4,
                    lr: float = 0.01, ocr_mid: int = 128, key_ch: int = 64, min_kept: int = 20_000, store=None, progress: bool = True) -> dict:
-    """Train every row's model for every seed on `root`'s train split: `{(row, seed): (model, training seconds)}`. With a
+    """Train every row's model for every seed on `root`'s train split, on the base pipeline (`seg_train_dls`):
+    `{(row, seed): (model, training seconds)}`. With a
     `store` folder each model is saved there (`seg_row_path`), and a model already saved with the same configuration is
     loaded instead of trained again (resume; reuse by the ensemble notebook)."""
     from fastprogress.fastprogress import master_bar
     from diversification.core import load_or_train
-    from diversification.data import seg_dls
     rows = SEG_ROWS if rows is None else rows
     out, jobs = {}, [(n, r, s) for n, r in rows.items() for s in seeds]
     for name, r, seed in (master_bar(jobs) if progress else jobs):
-        dls = seg_dls(root, bs=bs, size=size, seed=seed)
+        dls = seg_train_dls(root, size=size, bs=bs, seed=seed)
         arch = dict(model=model, ocr_mid=ocr_mid, key_ch=key_ch)
-        cfg = dict(root=str(root), row=name, **r, **arch, size=size, epochs=epochs, seed=seed, bs=bs, lr=lr, min_kept=min_kept)
+        cfg = dict(root=str(root), row=name, **r, **arch, size=size, epochs=epochs, seed=seed, bs=bs, lr=lr, min_kept=min_kept,
+                   pipeline=dict(crop_frac=SEG_CROP_FRAC, **SEG_BASE_AUG))
         learn = seg_row_learner(dls, **r, **arch, seed=seed, min_kept=min_kept)
         def train(learn=learn):
             with learn.no_logging(), learn.no_bar(): fit_poly(learn, epochs, lr)

@@ -18,10 +18,10 @@ from .data import SegDataset, cityscapes_items, CITYSCAPES_CLASSES, IGNORE_INDEX
 from .ops import jpeg_compress
 
 # %% auto #0
-__all__ = ['SEG_BASE_AUG', 'check_seg_target', 'class_weights', 'WeightedCrossEntropy', 'rgb_to_hsv', 'hsv_to_rgb',
-           'multiply_hue_brightness', 'SegAugParams', 'draw_seg_aug_params', 'seg_aug_grid', 'warp_labels',
-           'apply_seg_aug', 'RareCropDataset', 'RareCropDL', 'SegAugment', 'seg_train_dls', 'seg_tta', 'SegTTA',
-           'mean_over_seeds']
+__all__ = ['SEG_BASE_AUG', 'SEG_CROP_FRAC', 'check_seg_target', 'class_weights', 'WeightedCrossEntropy', 'rgb_to_hsv',
+           'hsv_to_rgb', 'multiply_hue_brightness', 'SegAugParams', 'draw_seg_aug_params', 'seg_aug_grid',
+           'warp_labels', 'apply_seg_aug', 'RareCropDataset', 'RareCropDL', 'SegAugment', 'seg_train_dls', 'seg_tta',
+           'SegTTA', 'mean_over_seeds']
 
 # %% ../nbs/05_segtrain.ipynb #b5cc7d49
 def check_seg_target(y: torch.Tensor, num_classes: int, ignore_index: int = 255, name: str = 'y') -> torch.Tensor:
@@ -172,6 +172,7 @@ def apply_seg_aug(x: torch.Tensor, y: torch.Tensor, p: SegAugParams, ignore_inde
 
 # %% ../nbs/05_segtrain.ipynb #ad969d1d
 SEG_BASE_AUG = dict(scale=(0.5, 2.0), scale_jitter=0.0, p_rotate=0.0, p_flip=0.5, p_color=1.0, color=(0.9, 1.1), p_jpeg=0.0)
+SEG_CROP_FRAC = 0.75   # the crop of every row on the base pipeline: 0.75 of the image side
 
 # %% ../nbs/05_segtrain.ipynb #599e3d08
 class RareCropDataset(SegDataset):
@@ -217,10 +218,10 @@ class SegAugment(ItemTransform):
         xo, yo = apply_seg_aug(x, y, p)
         return TensorImage(xo), TensorMask(yo)
 
-def seg_train_dls(root, size: tuple | None = None, crop_frac: float = 0.75, bs: int = 8, n_extra: int = 0, rare_classes=(),
+def seg_train_dls(root, size: tuple | None = None, crop_frac: float = SEG_CROP_FRAC, bs: int = 8, n_extra: int = 0, rare_classes=(),
                   aug: bool = True, seed: int | None = 0, device=None, num_workers: int = 0, train: str = 'train', valid: str = 'val',
                   **aug_kwargs) -> DataLoaders:
-    """Segmentation DataLoaders. Training: crops of `crop_frac` of the image size, augmented on the device by `SegAugment`
+    """Segmentation DataLoaders. Training: crops of `crop_frac` of the image size (`SEG_CROP_FRAC`), augmented on the device by `SegAugment`
     with the base pipeline `SEG_BASE_AUG` (`aug_kwargs` replace its settings; `aug=False`: crops only), plus `n_extra`
     crops per epoch centred on each of `rare_classes`. Validation: whole images."""
     if not 0 < crop_frac <= 1: raise ValueError(f"`crop_frac` must be in (0, 1], got {crop_frac}")
