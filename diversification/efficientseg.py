@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_efficientseg.ipynb #3e5747c8
 from __future__ import annotations
-import math, time, warnings
+import time
 from dataclasses import dataclass
 from functools import partial
 import numpy as np
@@ -14,22 +14,16 @@ import torch.nn.functional as F
 from torch import nn
 from timm.layers import make_divisible, get_act_layer
 from timm.models._efficientnet_blocks import InvertedResidual, DepthwiseSeparableConv, SqueezeExcite
-from fastai.data.core import TfmdDL, DataLoaders
-from fastai.data.transforms import IntToFloatTensor
-from fastai.torch_core import TensorImage, TensorMask
-from fastai.data.transforms import ItemTransform
-from .core import as_generator, check_image_batch, check_mask_batch, to_float, rss_mb, call_in_fresh_process
-from .data import SegDataset, cityscapes_items, CITYSCAPES_CLASSES, IGNORE_INDEX
+from .core import rss_mb, call_in_fresh_process
+from .data import cityscapes_items, CITYSCAPES_CLASSES
 from .models import UNet, param_count
-from .seg_augmix import seg_tta, check_seg_target, mean_over_seeds
+from .segtrain import class_weights, WeightedCrossEntropy, seg_train_dls, seg_tta, mean_over_seeds
 
 # %% auto #0
-__all__ = ['MBV3_LARGE', 'SEGMENTERS', 'EFFICIENTSEG_CLASS_WEIGHTS', 'ES_ROWS', 'PAPER_TABLE1', 'Bneck', 'mbv3_block',
-           'conv_bn_act', 'EfficientSeg', 'build_segmenter', 'class_weights', 'WeightedCrossEntropy', 'rgb_to_hsv',
-           'hsv_to_rgb', 'multiply_hue_brightness', 'jpeg_quant_tables', 'jpeg_compress', 'SegAugParams',
-           'draw_seg_aug_params', 'seg_aug_grid', 'warp_labels', 'apply_seg_aug', 'RareCropDataset', 'RareCropDL',
-           'EfficientSegAug', 'efficientseg_dls', 'step_schedule', 'efficientseg_learner', 'fit_step', 'flip_tta',
-           'FlipTTA', 'train_es_row', 'run_es_table', 'summarize_es', 'bench_segmenters']
+__all__ = ['MBV3_LARGE', 'SEGMENTERS', 'EFFICIENTSEG_CLASS_WEIGHTS', 'EFFICIENTSEG_AUG', 'ES_ROWS', 'PAPER_TABLE1', 'Bneck',
+           'mbv3_block', 'conv_bn_act', 'EfficientSeg', 'build_segmenter', 'efficientseg_dls', 'step_schedule',
+           'efficientseg_learner', 'fit_step', 'flip_tta', 'FlipTTA', 'train_es_row', 'run_es_table', 'summarize_es',
+           'bench_segmenters']
 
 # %% ../nbs/08_efficientseg.ipynb #967530a8
 @dataclass(frozen=True)
@@ -110,256 +104,17 @@ def build_segmenter(name: str, num_classes: int = 19, **kwargs) -> nn.Module:
 EFFICIENTSEG_CLASS_WEIGHTS = {'wall': 2., 'fence': 2., 'pole': 2., 'rider': 2., 'motorcycle': 2., 'bicycle': 2.,
                               'truck': 3., 'bus': 3., 'train': 3.}
 
-def class_weights(weights: dict = EFFICIENTSEG_CLASS_WEIGHTS, classes=CITYSCAPES_CLASSES) -> torch.Tensor:
-    "A per-class weight vector: `weights[name]` for the named classes, 1 for the others."
-    unknown = set(weights) - set(classes)
-    if unknown: raise ValueError(f"`weights` names classes that are not in `classes`: {sorted(unknown)}")
-    return torch.tensor([float(weights.get(c, 1.)) for c in classes])
-
-class WeightedCrossEntropy(nn.Module):
-    "Class-weighted cross-entropy over `(B, C, H, W)` logits, void (`ignore_index`) pixels left out."
-    def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX):
-        super().__init__()
-        self.register_buffer('weight', class_weights() if weight is None else torch.as_tensor(weight, dtype=torch.float32))
-        self.ignore_index = ignore_index
-    def forward(self, logits, target):
-        check_seg_target(target, logits.shape[1], self.ignore_index, 'target')
-        if not (target != self.ignore_index).any(): return logits.sum() * 0.
-        return F.cross_entropy(logits.float(), target, weight=self.weight.to(logits.device), ignore_index=self.ignore_index)
-    def activation(self, out): return F.softmax(out, dim=1)
-    def decodes(self, out): return out.argmax(dim=1)
-
 # %% ../nbs/08_efficientseg.ipynb #860c4341
-def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    "`(B, 3, H, W)` RGB in [0, 1] to HSV, all channels in [0, 1]."
-    r, g, b = x.unbind(1)
-    v, _ = x.max(1); mn, _ = x.min(1); d = v - mn
-    s = torch.where(v > 0, d / v.clamp(min=1e-12), torch.zeros_like(v))
-    dd = d.clamp(min=1e-12)
-    h = torch.where(v == r, (g - b) / dd, torch.where(v == g, 2 + (b - r) / dd, 4 + (r - g) / dd))
-    h = torch.where(d > 0, (h / 6) % 1.0, torch.zeros_like(h))
-    return torch.stack([h, s, v], 1)
-
-def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    "`(B, 3, H, W)` HSV in [0, 1] to RGB in [0, 1]."
-    h, s, v = x.unbind(1)
-    k = torch.tensor([5., 3., 1.], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)          # R, G, B
-    t = (k + h[:, None] * 6) % 6
-    return v[:, None] - v[:, None] * s[:, None] * torch.clamp(torch.minimum(t, 4 - t), 0, 1)
-
-def multiply_hue_brightness(x: torch.Tensor, hue: torch.Tensor, brightness: torch.Tensor) -> torch.Tensor:
-    "Multiply the hue (wrapping) and the brightness (HSV value, clipped) of RGB batch `x` (float) by per-image factors."
-    hsv = rgb_to_hsv(x)
-    h = (hsv[:, 0] * hue.view(-1, 1, 1)) % 1.0
-    v = (hsv[:, 2] * brightness.view(-1, 1, 1)).clamp(0, 1)
-    return hsv_to_rgb(torch.stack([h, hsv[:, 1], v], 1))
-
-# %% ../nbs/08_efficientseg.ipynb #70da335a
-_JPEG_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-              14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-              49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
-_JPEG_CHROMA = [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
-                47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32
-
-def jpeg_quant_tables(quality: torch.Tensor) -> torch.Tensor:
-    "`(B, 2, 8, 8)` luma/chroma quantisation tables for per-image `quality` in 1..100, scaled as libjpeg does."
-    q = quality.long().clamp(1, 100).view(-1, 1, 1)
-    scale = torch.where(q < 50, 5000 // q, 200 - 2 * q)
-    base = torch.tensor([_JPEG_LUMA, _JPEG_CHROMA], device=quality.device).view(1, 2, 64)
-    return ((base * scale + 50) // 100).clamp(1, 255).view(-1, 2, 8, 8).float()
-
-def _dct_matrix(device, dtype=torch.float32) -> torch.Tensor:
-    n = torch.arange(8, dtype=torch.float64)
-    m = torch.cos((2 * n[None] + 1) * n[:, None] * math.pi / 16) * math.sqrt(2 / 8)
-    m[0] /= math.sqrt(2)
-    return m.to(device, dtype)
-
-def _blocks_roundtrip(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    "DCT, quantise with tables `q` (B, 8, 8), dequantise and inverse DCT every 8x8 block of planes `p` (B, H, W), H and W multiples of 8."
-    B, H, W = p.shape
-    D = _dct_matrix(p.device)
-    blk = p.reshape(B, H // 8, 8, W // 8, 8).permute(0, 1, 3, 2, 4)              # (B, h, w, 8, 8)
-    coef = D @ blk @ D.T
-    qq = q[:, None, None]
-    coef = torch.round(coef / qq) * qq
-    return (D.T @ coef @ D).permute(0, 1, 3, 2, 4).reshape(B, H, W)
-
-def jpeg_compress(x: torch.Tensor, quality) -> torch.Tensor:
-    "Encode and decode RGB batch `x` (uint8 or float) as baseline JPEG at per-image `quality` (1-100); same dtype back."
-    x = check_image_batch(x, channels=(3,))
-    B, _, H, W = x.shape
-    quality = torch.as_tensor(quality, device=x.device)
-    if quality.ndim == 0: quality = quality.expand(B)
-    if quality.shape != (B,): raise ValueError(f"`quality` must be a number or one per image ({B}), got shape {tuple(quality.shape)}")
-    if ((quality < 1) | (quality > 100)).any(): raise ValueError(f"`quality` must be in 1..100, got {quality.tolist()}")
-    q = jpeg_quant_tables(quality)
-    rgb = x.float() if x.dtype == torch.uint8 else x.float() * 255
-    rgb = F.pad(rgb, (0, -W % 16, 0, -H % 16), mode='replicate')                   # whole 16x16 MCUs, edges repeated
-    r, g, b = rgb.unbind(1)
-    y = (0.299 * r + 0.587 * g + 0.114 * b).round()
-    cb = (-0.168736 * r - 0.331264 * g + 0.5 * b + 128).round()
-    cr = (0.5 * r - 0.418688 * g - 0.081312 * b + 128).round()
-    y = (_blocks_roundtrip(y - 128, q[:, 0]) + 128).round().clamp(0, 255)
-    c = F.avg_pool2d(torch.stack([cb, cr], 1), 2)                                 # 4:2:0 (box filter, as libjpeg)
-    c = torch.stack([_blocks_roundtrip(c[:, i] - 128, q[:, 1]) + 128 for i in range(2)], 1).round().clamp(0, 255)
-    c = F.interpolate(c, scale_factor=2, mode='bilinear', align_corners=False)      # libjpeg's "fancy" (triangle) up-sampling
-    cb, cr = c[:, 0] - 128, c[:, 1] - 128
-    out = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)[..., :H, :W]
-    out = out.round().clamp(0, 255)
-    return out.to(torch.uint8) if x.dtype == torch.uint8 else (out / 255).to(x.dtype)
-
-# %% ../nbs/08_efficientseg.ipynb #28b0a7fa
-@dataclass
-class SegAugParams:
-    "Per-image parameters of the EfficientSeg augmentation (CPU tensors, one row per image)."
-    anchor: torch.Tensor      # (B, 2) input point (y, x), pixel units (pixel centres at i + 0.5)
-    out_pos: torch.Tensor     # (B, 2) output point (y, x) where the anchor lands, before the flip
-    scale: torch.Tensor       # (B, 2) (s_h, s_w)
-    angle: torch.Tensor       # (B,) degrees
-    flip: torch.Tensor        # (B,) bool, horizontal
-    hue: torch.Tensor         # (B,) hue factor (1: unchanged)
-    brightness: torch.Tensor  # (B,) brightness factor (1: unchanged)
-    quality: torch.Tensor     # (B,) JPEG quality, 0: no JPEG
-    out_size: tuple           # (h, w)
-
-def _u(g, n, lo, hi): return torch.rand(n, generator=g) * (hi - lo) + lo
-
-def draw_seg_aug_params(y: torch.Tensor, out_size: tuple, focus: torch.Tensor | None = None, aug: bool = True,
-                        scale: tuple = (0.75, 2.0), scale_jitter: float = 1.0, max_angle: float = 20.,
-                        p_rotate: float = 0.7, p_flip: float = 0.5, p_color: float = 0.7, color: tuple = (0.4, 1.6),
-                        p_jpeg: float = 0.4, quality: tuple = (30, 100), generator=None) -> SegAugParams:
-    "Draw the augmentation of mask batch `y` (B, H, W) into crops of `out_size`; `focus[i] >= 0` centres crop i on that class."
-    y = check_mask_batch(y, name='y')
-    B, H, W = y.shape; h, w = out_size
-    for name, (lo, hi) in dict(scale=scale, color=color, quality=quality).items():
-        if not 0 < lo <= hi: raise ValueError(f"`{name}` must be a range (low, high) with 0 < low <= high, got {(lo, hi)}")
-    if quality[1] > 100: raise ValueError(f"`quality` must be within 1..100, got {quality}")
-    for name, p in dict(p_rotate=p_rotate, p_flip=p_flip, p_color=p_color, p_jpeg=p_jpeg).items():
-        if not 0 <= p <= 1: raise ValueError(f"`{name}` must be a probability in [0, 1], got {p}")
-    if h < 1 or w < 1: raise ValueError(f"`out_size` must be positive, got {out_size}")
-    g = as_generator(generator)
-    ones = torch.ones(B)
-    if aug:
-        sh = _u(g, B, *scale)
-        sw = torch.maximum(sh + _u(g, B, -scale_jitter, scale_jitter), torch.tensor(float(scale[0])))
-        angle = _u(g, B, -max_angle, max_angle) * (torch.rand(B, generator=g) < p_rotate)
-        flip = torch.rand(B, generator=g) < p_flip
-        on = torch.rand(B, generator=g) < p_color
-        hue, bright = torch.where(on, _u(g, B, *color), ones), torch.where(on, _u(g, B, *color), ones)
-        qual = torch.where(torch.rand(B, generator=g) < p_jpeg, torch.randint(quality[0], quality[1] + 1, (B,), generator=g), 0)
-    else:
-        sh, sw, angle, flip, hue, bright, qual = ones, ones.clone(), torch.zeros(B), torch.zeros(B, dtype=torch.bool), ones, ones, torch.zeros(B, dtype=torch.long)
-    S = torch.stack([sh, sw], 1)                                                  # (B, 2)
-    size_s = torch.tensor([H, W]) * S                                             # scaled image size
-    crop = torch.tensor([h, w], dtype=torch.float32)
-    room = (size_s - crop).clamp(min=0)
-    top = torch.rand(B, 2, generator=g) * room - (crop - size_s).clamp(min=0) / 2  # window top-left, scaled coords
-    anchor, out_pos = (top + crop / 2) / S, (crop / 2).expand(B, 2).clone()
-    fc = torch.full((B,), -1, dtype=torch.long) if focus is None else torch.as_tensor(focus).long().cpu()
-    for i in torch.nonzero(fc >= 0).flatten().tolist():
-        pix = torch.nonzero(y[i] == fc[i])
-        if not len(pix): raise ValueError(f"`focus` asks for class {fc[i].item()} in image {i}, which has no pixel of it")
-        p = pix[int(torch.rand(1, generator=g).item() * len(pix))].cpu().float() + 0.5
-        t = (p * S[i] - crop / 2).clamp(min=torch.zeros(2), max=room[i])          # move the window only as needed
-        out_pos[i] = torch.floor(p * S[i] - t) + 0.5                               # land on a pixel centre
-        anchor[i] = p
-    return SegAugParams(anchor, out_pos, S, angle, flip, hue, bright, qual, (h, w))
-
-def seg_aug_grid(p: SegAugParams, in_size: tuple, device=None) -> torch.Tensor:
-    "The `(B, h, w, 2)` sampling grid (normalised, `align_corners=False`) of the affine maps in `p` for inputs of `in_size`."
-    H, W = in_size; h, w = p.out_size
-    f = lambda t: t.to(device=device, dtype=torch.float32).view(-1, 1, 1)
-    qy = (torch.arange(h, device=device, dtype=torch.float32) + 0.5).view(1, h, 1)
-    qx = (torch.arange(w, device=device, dtype=torch.float32) + 0.5).view(1, 1, w)
-    qx = torch.where(f(p.flip).bool(), w - qx, qx)                                 # F(q)
-    dy, dx = qy - f(p.out_pos[:, 0]), qx - f(p.out_pos[:, 1])
-    th = f(p.angle) * math.pi / 180
-    ry, rx = torch.sin(th) * dx + torch.cos(th) * dy, torch.cos(th) * dx - torch.sin(th) * dy   # R_theta
-    iy, ix = f(p.anchor[:, 0]) + ry / f(p.scale[:, 0]), f(p.anchor[:, 1]) + rx / f(p.scale[:, 1])
-    return torch.stack([2 * ix / W - 1, 2 * iy / H - 1], -1)
-
-def warp_labels(y: torch.Tensor, grid: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    "Sample label batch `y` (B, H, W) at `grid` (nearest); samples from outside the image are `ignore_index`."
-    yo = F.grid_sample((y + 1).float()[:, None], grid, mode='nearest', padding_mode='zeros', align_corners=False)[:, 0]
-    return torch.where(yo == 0, ignore_index, yo.long() - 1)
-
-def apply_seg_aug(x: torch.Tensor, y: torch.Tensor, p: SegAugParams, ignore_index: int = IGNORE_INDEX):
-    "Apply `p` to image batch `x` (uint8 or float) and mask batch `y` jointly: `(x', y')` crops, `x'` in `x`'s dtype."
-    x = check_image_batch(x, channels=(3,)); check_mask_batch(y, x, 'y')
-    if len(p.angle) != x.shape[0]: raise ValueError(f"parameters for {len(p.angle)} images, batch has {x.shape[0]}")
-    grid = seg_aug_grid(p, x.shape[-2:], x.device)
-    xf = to_float(x)
-    xo = F.grid_sample(torch.cat([xf, torch.ones_like(xf[:, :1])], 1), grid, mode='bilinear', padding_mode='zeros', align_corners=False)
-    cover = xo[:, 3:]                                                             # how much of each sample lies inside the image
-    xo = torch.where(cover > 0, xo[:, :3] / cover.clamp(min=1e-6), 0.)            # black outside, no dark seam at the edge
-    yo = warp_labels(y, grid, ignore_index)
-    dev = lambda t: t.to(x.device)
-    recolor = (p.hue != 1) | (p.brightness != 1)
-    if recolor.any(): xo = torch.where(dev(recolor).view(-1, 1, 1, 1), multiply_hue_brightness(xo, dev(p.hue), dev(p.brightness)), xo)
-    xo = xo.clamp(0, 1)
-    jp = torch.nonzero(p.quality > 0).flatten()
-    if len(jp): xo[dev(jp)] = jpeg_compress(xo[dev(jp)], dev(p.quality[jp]))
-    return (xo.mul(255).round().to(torch.uint8) if x.dtype == torch.uint8 else xo.to(x.dtype)), yo
+EFFICIENTSEG_AUG = dict(scale=(0.75, 2.0), scale_jitter=1.0, max_angle=20., p_rotate=0.7, p_flip=0.5, p_color=0.7, color=(0.4, 1.6),
+                        p_jpeg=0.4, quality=(30, 100))   # the paper's set, with the reference code's probabilities
 
 # %% ../nbs/08_efficientseg.ipynb #9765caa9
-class RareCropDataset(SegDataset):
-    "A `SegDataset` whose items are `(image, mask, focus)`: index < n_images -> focus -1, then one index per (image, rare class present)."
-    n_inp = 1
-    def __init__(self, items, size: tuple | None = None, rare_classes=tuple(EFFICIENTSEG_CLASS_WEIGHTS), classes=CITYSCAPES_CLASSES):
-        super().__init__(items, size, in_memory=True)
-        unknown = [c for c in rare_classes if c not in classes]
-        if unknown: raise ValueError(f"`rare_classes` has names that are not classes: {unknown}")
-        self.n_images = len(self.items)
-        self.pairs = [(i, classes.index(c)) for c in rare_classes for i in range(self.n_images) if (self.cache[i][1] == classes.index(c)).any()]
-        self.by_class = {c: [self.n_images + k for k, (_, ci) in enumerate(self.pairs) if ci == classes.index(c)] for c in rare_classes}
-        missing = [c for c, v in self.by_class.items() if not v]
-        if missing: warnings.warn(f"rare classes with no training image, not oversampled: {missing}")
-        self.by_class = {c: v for c, v in self.by_class.items() if v}
-    def __len__(self): return self.n_images + len(self.pairs)
-    def __getitem__(self, k):
-        i, c = (k, -1) if k < self.n_images else self.pairs[k - self.n_images]
-        img, m = self.cache[i]
-        return img, m, torch.tensor(c)
-
-class RareCropDL(TfmdDL):
-    "Training DataLoader of a `RareCropDataset`: each epoch, every image once and `n_extra` random crops per rare class, shuffled."
-    def __init__(self, dataset: RareCropDataset, n_extra: int = 20, **kwargs):
-        if n_extra < 0: raise ValueError(f"`n_extra` must be >= 0, got {n_extra}")
-        self.n_extra = n_extra
-        super().__init__(dataset, n=dataset.n_images + n_extra * len(dataset.by_class), **kwargs)
-    def get_idxs(self):
-        ds = self.dataset
-        idxs = list(range(ds.n_images)) + [v[self.rng.randrange(len(v))] for v in ds.by_class.values() for _ in range(self.n_extra)]
-        return self.shuffle_fn(idxs) if self.shuffle else idxs
-
-class EfficientSegAug(ItemTransform):
-    "Batch transform: `(image, mask, focus)` -> augmented `(image, mask)` crops of `out_size`, on the batch's device."
-    order = 5                                                                      # before IntToFloatTensor
-    def __init__(self, out_size: tuple, aug: bool = True, seed: int | None = None, **kwargs):
-        super().__init__()
-        self.out_size, self.aug, self.kwargs, self.gen = tuple(out_size), aug, kwargs, as_generator(seed)
-        draw_seg_aug_params(torch.zeros(1, 4, 4, dtype=torch.long), self.out_size, aug=aug, **kwargs)   # validate now
-    def encodes(self, b):
-        x, y, focus = b if len(b) == 3 else (*b, None)
-        p = draw_seg_aug_params(y, self.out_size, focus, self.aug, generator=self.gen, **self.kwargs)
-        xo, yo = apply_seg_aug(x, y, p)
-        return TensorImage(xo), TensorMask(yo)
-
 def efficientseg_dls(root, size: tuple | None = None, crop_frac: float = 0.75, bs: int = 8, n_extra: int = 20,
                      rare_classes=tuple(EFFICIENTSEG_CLASS_WEIGHTS), aug: bool = True, seed: int | None = 0,
-                     device=None, num_workers: int = 0, train: str = 'train', valid: str = 'val', **aug_kwargs) -> DataLoaders:
-    "DataLoaders for EfficientSeg: augmented crops (`crop_frac` of `size`) with rare-class crops for training; whole images for validation."
-    if not 0 < crop_frac <= 1: raise ValueError(f"`crop_frac` must be in (0, 1], got {crop_frac}")
-    tr = RareCropDataset(cityscapes_items(root, train), size, rare_classes)
-    va = SegDataset(cityscapes_items(root, valid), size)
-    H, W = tr.cache[0][0].shape[-2:]
-    crop = (max(1, round(H * crop_frac)), max(1, round(W * crop_frac)))
-    tfm = EfficientSegAug(crop, aug=aug, seed=seed, **aug_kwargs)
-    dls = DataLoaders(RareCropDL(tr, n_extra, bs=bs, shuffle=True, drop_last=True, after_batch=[tfm, IntToFloatTensor()], device=device, num_workers=num_workers),
-                      TfmdDL(va, bs=bs, shuffle=False, after_batch=[IntToFloatTensor()], device=device, num_workers=num_workers), device=device)
-    dls.c, dls.vocab, dls.codes, dls.crop = len(CITYSCAPES_CLASSES), CITYSCAPES_CLASSES, CITYSCAPES_CLASSES, crop
-    if seed is not None: dls.train.rng.seed(seed)
-    return dls
+                     device=None, num_workers: int = 0, train: str = 'train', valid: str = 'val', **aug_kwargs):
+    "DataLoaders for EfficientSeg: `seg_train_dls` with its augmentation set (`EFFICIENTSEG_AUG`; `aug_kwargs` replace settings) and rare-class crops."
+    return seg_train_dls(root, size, crop_frac, bs, n_extra, rare_classes, aug, seed, device, num_workers, train, valid,
+                         **{**EFFICIENTSEG_AUG, **aug_kwargs})
 
 # %% ../nbs/08_efficientseg.ipynb #d95d4785
 def step_schedule(lr: float, milestones=(0.75,), gamma: float = 0.1):
@@ -368,10 +123,11 @@ def step_schedule(lr: float, milestones=(0.75,), gamma: float = 0.1):
     return lambda pos: lr * gamma ** sum(pos >= m for m in milestones)
 
 def efficientseg_learner(dls, model: nn.Module, lr: float = 1e-3, wd: float = 1e-6, weights: torch.Tensor | None = None, **kwargs):
-    "A fastai `Learner` with the paper's recipe: Adam (eps 1e-8, as torch's), weighted cross-entropy."
+    "A fastai `Learner` with the paper's recipe: Adam (eps 1e-8, as torch's), weighted cross-entropy (`weights`: `EFFICIENTSEG_CLASS_WEIGHTS`'s by default)."
     from fastai.learner import Learner
     from fastai.optimizer import Adam
-    return Learner(dls, model, loss_func=WeightedCrossEntropy(weights), opt_func=partial(Adam, eps=1e-8), lr=lr, wd=wd, **kwargs)
+    w = class_weights(EFFICIENTSEG_CLASS_WEIGHTS) if weights is None else weights
+    return Learner(dls, model, loss_func=WeightedCrossEntropy(w), opt_func=partial(Adam, eps=1e-8), lr=lr, wd=wd, **kwargs)
 
 def fit_step(learn, n_epoch: int, lr: float = 1e-3, milestones=(0.75,), gamma: float = 0.1, **kwargs):
     "Train `learn` for `n_epoch` with the step schedule."
@@ -405,6 +161,7 @@ def train_es_row(root, model: str, aug: bool, size=None, epochs: int = 10, bs: i
                  milestones=(0.75,), seed: int = 0, device=None, progress: bool = False):
     "Train one row of the table from scratch on `root`'s train split; return the Learner."
     import contextlib
+    from fastai.callback.progress import ProgressCallback  # noqa: F401  (patches Learner.no_bar)
     from diversification.core import set_seed
     set_seed(seed)
     dls = efficientseg_dls(root, size=size, bs=bs, n_extra=n_extra, aug=aug, seed=seed, device=device)

@@ -15,7 +15,8 @@ from .core import check_image_batch, default_device, load_or_train, rss_mb, rese
 from .data import CITYSCAPES_CLASSES
 from .metrics import mean_std
 from .augmix_mixup import TABLE2_ROWS, fit_variant, predict_probs
-from .seg_augmix import seg_tta, SEG_ROWS, train_seg_rows
+from .segtrain import seg_tta
+from .seg_augmix import SEG_ROWS, train_seg_rows
 from .tail_cutmix import ClasswiseEnsemble  # noqa: F401  (composes with these ensembles; importable from here)
 
 # %% auto #0

@@ -54,7 +54,7 @@ def augmentation_calls(x: torch.Tensor, y: torch.Tensor, bank=None) -> dict:
     RNG (so `set_seed` decides). `bank`: a `TailBank` for tail CutMix (skipped when `None`)."""
     from diversification.augmix_mixup import augmix_views, draw_mixup_params, apply_mixup
     from diversification.seg_augmix import seg_augmix
-    from diversification.efficientseg import draw_seg_aug_params, apply_seg_aug
+    from diversification.segtrain import draw_seg_aug_params, apply_seg_aug
     from diversification.sumix import MIXERS, draw_mix, apply_mix
     from diversification.tail_cutmix import draw_tail_mix, apply_tail_mix
     calls = {'AugMix views': lambda: augmix_views(x, 2),
@@ -161,7 +161,7 @@ class ResumeCallback(Callback):
 def bad_input_cases(tmp) -> list:
     "`(area, what is wrong, call, text the message must contain)` for the bad inputs we tried; `tmp`: a scratch folder."
     from diversification.core import check_image_batch, check_mask_batch, as_generator
-    from diversification import data as D, augmix_mixup as am, seg_augmix as sa, sumix as su, efficientseg as es, ensemble as en
+    from diversification import data as D, augmix_mixup as am, seg_augmix as sa, sumix as su, segtrain as sg, ensemble as en
     from diversification.models import timm_classifier
     from diversification.ops import resolve_ops
     from diversification.reproduce import RunConfig, run
@@ -189,8 +189,8 @@ def bad_input_cases(tmp) -> list:
         ('Mixup', 'labels outside the classes', lambda: am.check_labels(torch.tensor([0, 12]), 10), '12'),
         ('SUMix', 'an unknown mixer', lambda: su.draw_mix('cutout', x), 'cutout'),
         ('SUMix', "regulariser terms 'all'", lambda: su.MixCallback('cutmix', sumix=True, terms='all'), 'terms'),
-        ('EfficientSeg', 'a JPEG quality above 100', lambda: es.draw_seg_aug_params(y, (8, 8), quality=(30, 120)), 'quality'),
-        ('EfficientSeg', 'a probability above 1', lambda: es.draw_seg_aug_params(y, (8, 8), p_flip=1.5), 'p_flip'),
+        ('EfficientSeg', 'a JPEG quality above 100', lambda: sg.draw_seg_aug_params(y, (8, 8), quality=(30, 120)), 'quality'),
+        ('EfficientSeg', 'a probability above 1', lambda: sg.draw_seg_aug_params(y, (8, 8), p_flip=1.5), 'p_flip'),
         ('ensembles', 'weights for 3 models given 2', lambda: en.SegEnsemble([torch.nn.Identity()] * 2, weights=[1, 1, 1]), 'weights'),
         ('OHEM', 'a threshold above 1', lambda: sa.ohem_cross_entropy(torch.zeros(1, 19, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long), thresh=1.5), 'thresh'),
         ('models', 'an unknown timm model name', lambda: timm_classifier('resnet_nonexistent', 10), 'resnet_nonexistent'),

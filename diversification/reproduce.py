@@ -26,6 +26,7 @@ from .synthcity import make_synthcity
 from .metrics import evaluate_segmenter, plot_class_iou
 from . import claims as cl
 from . import augmix_mixup as am
+from .segtrain import mean_over_seeds
 from . import seg_augmix as sa
 from . import efficientseg as es
 from . import sumix as su
@@ -361,7 +362,7 @@ def ensemble(cfg: RunConfig, show_progress: bool = True) -> Result:
             "on the VIPriors ImageNet subset, not ours")
     return Result('Ensembles and TTA: Table 3 and Table 7 at our scale', table, {'ensemble_table3': ax.figure}, note,
                   {'Table 3 curve (mean over seeds)': cls_c, 'ensemble members': cls_m, 'Table 7 per seed': seg,
-                   'per-class IoU with TTA (mean over seeds)': sa.mean_over_seeds(seg_pc).reset_index()},
+                   'per-class IoU with TTA (mean over seeds)': mean_over_seeds(seg_pc).reset_index()},
                   pd.concat([cl.measure_add_one(curve), cl.measure_table(seg, 'ensemble')], ignore_index=True))
 
 # %% ../nbs/90_reproduce.ipynb #7ecff21c

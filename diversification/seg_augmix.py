@@ -15,12 +15,13 @@ from .core import as_generator, check_image_batch, check_mask_batch, to_float, t
 from .ops import PIXEL_OPS, resolve_ops, draw_augmix_params, apply_augmix, apply_chain
 from .train import js_divergence, TermLossCallback
 from .models import HRNetFeatures
+from .segtrain import SEG_BASE_AUG, SEG_CROP_FRAC, seg_train_dls, check_seg_target, SegTTA, mean_over_seeds, _main
 
 # %% auto #0
-__all__ = ['SEG_AUGMIX_OPS', 'SEG_ROWS', 'RARE', 'check_seg_pool', 'seg_augmix', 'augmix_branches', 'check_seg_target',
-           'pixel_jsd', 'SegAugMixJSD', 'ohem_cross_entropy', 'OhemCrossEntropy', 'poly_schedule', 'fit_poly',
-           'OCRHead', 'HRNetOCR', 'seg_tta', 'SegTTA', 'seg_row_learner', 'train_seg_row', 'seg_row_path',
-           'load_seg_row', 'train_seg_rows', 'run_seg_table', 'mean_over_seeds', 'summarize_seg', 'plot_seg_classes']
+__all__ = ['SEG_AUGMIX_OPS', 'SEG_ROWS', 'RARE', 'check_seg_pool', 'seg_augmix', 'augmix_branches', 'pixel_jsd', 'SegAugMixJSD',
+           'ohem_cross_entropy', 'OhemCrossEntropy', 'poly_schedule', 'fit_poly', 'OCRHead', 'HRNetOCR',
+           'seg_row_learner', 'train_seg_row', 'seg_row_path', 'load_seg_row', 'train_seg_rows', 'run_seg_table',
+           'summarize_seg', 'plot_seg_classes']
 
 # %% ../nbs/07_seg_augmix.ipynb #af790bb3
 SEG_AUGMIX_OPS = PIXEL_OPS + ('identity',)   # the paper's pool: 8 pixel ops and "None"
@@ -52,14 +53,6 @@ def augmix_branches(x: torch.Tensor, params) -> tuple[list, torch.Tensor, torch.
     return branches, aug, m * xf + (1 - m) * aug
 
 # %% ../nbs/07_seg_augmix.ipynb #47926810
-def check_seg_target(y: torch.Tensor, num_classes: int, ignore_index: int = 255, name: str = 'y') -> torch.Tensor:
-    "Check a `(B, H, W)` integer label batch with values in `0..num_classes-1` or `ignore_index`; return it."
-    if not isinstance(y, torch.Tensor) or y.ndim != 3 or y.is_floating_point():
-        raise ValueError(f"`{name}` must be an integer (B, H, W) label tensor, got {getattr(y, 'shape', type(y))}")
-    bad = (y != ignore_index) & ((y < 0) | (y >= num_classes))
-    if bad.any(): raise ValueError(f"`{name}` has label ids outside 0..{num_classes - 1} and {ignore_index}: {sorted(set(y[bad].tolist()))[:5]}")
-    return y
-
 def pixel_jsd(logits: list | tuple, target: torch.Tensor | None = None, ignore_index: int = 255) -> torch.Tensor:
     "Eq. 5-6 per pixel: JSD of the softmaxes of `logits` ((B, C, H, W) each), averaged over pixels whose `target` is not void."
     d = js_divergence(*logits, dim=1)                                            # (B, H, W)
@@ -68,8 +61,6 @@ def pixel_jsd(logits: list | tuple, target: torch.Tensor | None = None, ignore_i
     return (d * valid).sum() / valid.sum().clamp(min=1)
 
 # %% ../nbs/07_seg_augmix.ipynb #98deeaec
-def _main(out): return out[0] if isinstance(out, (tuple, list)) else out
-
 class SegAugMixJSD(TermLossCallback):
     "seg-AugMix with the per-pixel JSD consistency: loss = seg loss(clean) + `weight` * JSD(clean, view 1, view 2)."
     term_names = ('seg', 'jsd')
@@ -197,35 +188,6 @@ class HRNetOCR(nn.Module):
         up = lambda t: self.backbone.to_input(t, x.shape[-2:])
         return (up(main), up(aux)) if self.training else up(main)
 
-# %% ../nbs/07_seg_augmix.ipynb #d2807c1a
-@torch.no_grad()
-def seg_tta(model: nn.Module, x: torch.Tensor, scales=(0.75, 1.0, 1.25), flip: bool = True, weight=None, out=None) -> torch.Tensor:
-    """Average softmax of `model` over `scales` and (optionally) horizontal flips, at `x`'s size: `(B, C, H, W)` probabilities.
-    With `weight` (a number or one per class) and/or `out`, returns `out + weight * average`, adding into `out` in place:
-    ensembles stream over models with one running sum."""
-    x = check_image_batch(x)
-    if not len(scales) or any(s <= 0 for s in scales): raise ValueError(f"`scales` must be positive numbers, got {scales}")
-    H, W = x.shape[-2:]
-    views = [(s, fl) for s in scales for fl in ((False, True) if flip else (False,))]
-    w = torch.as_tensor(1.0 if weight is None else weight, dtype=torch.float32, device=x.device)
-    if w.ndim > 1: raise ValueError(f"`weight` must be a number or one number per class, got shape {tuple(w.shape)}")
-    w = w.view(1, -1, 1, 1) / len(views)
-    for s, fl in views:
-        xs_ = x if s == 1 else F.interpolate(x, scale_factor=s, mode='bilinear', align_corners=False)
-        o = _main(model(xs_.flip(-1) if fl else xs_))
-        o = o.flip(-1) if fl else o
-        p = F.interpolate(o.float(), size=(H, W), mode='bilinear', align_corners=False).softmax(1).mul_(w)
-        if out is None: out = p
-        elif out.shape != p.shape: raise ValueError(f"`out` has shape {tuple(out.shape)}, the model's average {tuple(p.shape)}")
-        else: out.add_(p)
-        del o, p                                                     # nothing but `out` outlives the view
-    return out
-
-class SegTTA(nn.Module):
-    "A model whose forward is `seg_tta(model, x, scales, flip)` (probabilities; their argmax is the prediction)."
-    def __init__(self, model, scales=(0.75, 1.0, 1.25), flip=True): super().__init__(); self.model, self.scales, self.flip = model, scales, flip
-    def forward(self, x): return seg_tta(self.model, x, self.scales, self.flip)
-
 # %% ../nbs/07_seg_augmix.ipynb #f05fda1b
 SEG_ROWS = {
     'Baseline':    dict(ohem=False, segaugmix=False),
@@ -264,18 +226,19 @@ def load_seg_row(path) -> HRNetOCR:
 
 def train_seg_rows(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | None = None, model: str = 'hrnet_w18', bs: int = 4,
                    lr: float = 0.01, ocr_mid: int = 128, key_ch: int = 64, min_kept: int = 20_000, store=None, progress: bool = True) -> dict:
-    """Train every row's model for every seed on `root`'s train split: `{(row, seed): (model, training seconds)}`. With a
+    """Train every row's model for every seed on `root`'s train split, on the base pipeline (`seg_train_dls`):
+    `{(row, seed): (model, training seconds)}`. With a
     `store` folder each model is saved there (`seg_row_path`), and a model already saved with the same configuration is
     loaded instead of trained again (resume; reuse by the ensemble notebook)."""
     from fastprogress.fastprogress import master_bar
     from diversification.core import load_or_train
-    from diversification.data import seg_dls
     rows = SEG_ROWS if rows is None else rows
     out, jobs = {}, [(n, r, s) for n, r in rows.items() for s in seeds]
     for name, r, seed in (master_bar(jobs) if progress else jobs):
-        dls = seg_dls(root, bs=bs, size=size, seed=seed)
+        dls = seg_train_dls(root, size=size, bs=bs, seed=seed)
         arch = dict(model=model, ocr_mid=ocr_mid, key_ch=key_ch)
-        cfg = dict(root=str(root), row=name, **r, **arch, size=size, epochs=epochs, seed=seed, bs=bs, lr=lr, min_kept=min_kept)
+        cfg = dict(root=str(root), row=name, **r, **arch, size=size, epochs=epochs, seed=seed, bs=bs, lr=lr, min_kept=min_kept,
+                   pipeline=dict(crop_frac=SEG_CROP_FRAC, **SEG_BASE_AUG))
         learn = seg_row_learner(dls, **r, **arch, seed=seed, min_kept=min_kept)
         def train(learn=learn):
             with learn.no_logging(), learn.no_bar(): fit_poly(learn, epochs, lr)
@@ -301,12 +264,6 @@ def run_seg_table(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | No
         per_class[f'{name} (seed {seed})'] = single.table().set_index('name')['IoU']
     pc = pd.DataFrame(per_class); pc.index.name = 'class'
     return pd.DataFrame(summary), pc.reset_index()
-
-def mean_over_seeds(per_class: pd.DataFrame) -> pd.DataFrame:
-    "Per-class IoU with one column per `<row> (seed <n>)` -> one column per row, averaged over its seeds (indexed by class)."
-    pc = per_class.set_index('class')
-    rows = list(dict.fromkeys(c.split(' (seed')[0] for c in pc.columns))
-    return pd.DataFrame({r: pc[[c for c in pc.columns if c.startswith(r + ' (seed')]].mean(axis=1) for r in rows})
 
 def summarize_seg(summary: pd.DataFrame, per_class: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Mean ± std over seeds per row, and the per-class IoU averaged over seeds (classes x rows)."

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from .core import as_generator, check_image_batch, to_float
+from .ops import jpeg_compress
 from .train import TermLossCallback, MixupParams, check_labels, draw_mixup_params, mixup_ce, _check_alpha
 
 # %% auto #0
@@ -344,7 +345,6 @@ def _pixelate(x, c):
     return F.interpolate(small, size=(H, W), mode='nearest')
 
 def _jpeg(x, q):
-    from diversification.efficientseg import jpeg_compress
     rgb = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
     out = jpeg_compress(rgb, q)
     return out.mean(1, keepdim=True) if x.shape[1] == 1 else out

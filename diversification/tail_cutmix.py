@@ -16,15 +16,15 @@ from fastai.torch_core import TensorImage, TensorMask
 from .core import as_generator, check_image_batch, check_mask_batch, to_float
 from .data import CITYSCAPES_CLASSES, IGNORE_INDEX, cityscapes_items, class_frequency_table
 from .models import HRNetFeatures
-from .efficientseg import (SegAugParams, draw_seg_aug_params, seg_aug_grid, warp_labels, apply_seg_aug,
-                                          efficientseg_dls, WeightedCrossEntropy)
+from .segtrain import (SegAugParams, draw_seg_aug_params, seg_aug_grid, warp_labels, apply_seg_aug, seg_train_dls,
+                                      SEG_BASE_AUG, SEG_CROP_FRAC, class_weights, WeightedCrossEntropy, mean_over_seeds)
 
 # %% auto #0
-__all__ = ['BUCKETS', 'TC_AUG', 'TAIL_ROWS', 'PAPER_TAIL_TABLE1_IOU', 'PAPER_TAIL_TABLE1_ACC', 'class_buckets', 'adjust_buckets',
-           'tail_classes', 'region_boxes', 'level_box', 'TailBank', 'tail_bank', 'tail_bank_from_dls', 'show_levels',
-           'TailMixParams', 'draw_tail_mix', 'apply_tail_mix', 'show_tail_mix', 'TailCutMix', 'tail_cutmix_dls',
-           'seg_head', 'ScaleAttention', 'tail_model', 'classwise_ensemble', 'ClasswiseEnsemble', 'train_tail_model',
-           'run_tail_table', 'summarize_tail']
+__all__ = ['BUCKETS', 'TAIL_ROWS', 'TC_CLASS_WEIGHTS', 'PAPER_TAIL_TABLE1_IOU', 'PAPER_TAIL_TABLE1_ACC', 'class_buckets',
+           'adjust_buckets', 'tail_classes', 'region_boxes', 'level_box', 'TailBank', 'tail_bank', 'tail_bank_from_dls',
+           'show_levels', 'TailMixParams', 'draw_tail_mix', 'apply_tail_mix', 'show_tail_mix', 'TailCutMix',
+           'tail_cutmix_dls', 'seg_head', 'ScaleAttention', 'tail_model', 'classwise_ensemble', 'ClasswiseEnsemble',
+           'train_tail_model', 'run_tail_table', 'summarize_tail']
 
 # %% ../nbs/10_tail_cutmix.ipynb #bad2d36d
 BUCKETS = ('head', 'middle', 'tail', 'absent')
@@ -333,8 +333,6 @@ def show_tail_mix(x, y, bank: TailBank, cls, levels=(0, 1, 2, 3), seed: int = 0,
     return fig
 
 # %% ../nbs/10_tail_cutmix.ipynb #0e50b2a9
-TC_AUG = dict(scale=(0.75, 1.5), scale_jitter=0.0, p_rotate=0.0, p_color=0.0, p_jpeg=0.0)   # scale, crop, flip
-
 class TailCutMix(ItemTransform):
     "Batch transform: tail-pixel CutMix of `(image, mask)` batches from `bank` (probability `p` per image, `levels`), on the device."
     order = 6
@@ -351,11 +349,11 @@ class TailCutMix(ItemTransform):
         xo, yo = apply_tail_mix(x, y, self.bank, self.last)
         return (TensorImage(xo), TensorMask(yo), *b[2:])
 
-def tail_cutmix_dls(root, tail=(), p: float = 0.5, levels=(0,), classes=None, size: tuple | None = None, crop_frac: float = 0.75,
+def tail_cutmix_dls(root, tail=(), p: float = 0.5, levels=(0,), classes=None, size: tuple | None = None, crop_frac: float = SEG_CROP_FRAC,
                     bs: int = 8, seed: int | None = 0, device=None, bank_kwargs: dict | None = None, aug: dict | None = None, **kwargs):
-    "Segmentation `DataLoaders` over `root` (scale/crop/flip, whole images for validation) with `TailCutMix` of `tail` classes when given."
-    aug = dict(TC_AUG if aug is None else aug)
-    dls = efficientseg_dls(root, size=size, crop_frac=crop_frac, bs=bs, n_extra=0, rare_classes=(), aug=True, seed=seed, device=device, **aug, **kwargs)
+    "Segmentation `DataLoaders` over `root` on the base pipeline (`aug`: other augmentation settings; whole images for validation) with `TailCutMix` of `tail` classes when given."
+    aug = dict(SEG_BASE_AUG if aug is None else aug)
+    dls = seg_train_dls(root, size=size, crop_frac=crop_frac, bs=bs, seed=seed, device=device, **aug, **kwargs)
     dls.bank = dls.tail_mix = None
     if len(tail) and p > 0:
         dls.bank = tail_bank_from_dls(dls, tail, **(bank_kwargs or {}))
@@ -449,18 +447,21 @@ class ClasswiseEnsemble(nn.Module):
 
 # %% ../nbs/10_tail_cutmix.ipynb #d518300d
 TAIL_ROWS = ('Baseline (M0)', 'Level-0 tail CutMix (M1)', 'M1 fine-tuned, no mix', 'Class-wise ensemble (MR)')
+TC_CLASS_WEIGHTS = {'wall': 2., 'fence': 2., 'pole': 2., 'rider': 2., 'motorcycle': 2., 'bicycle': 2.,   # the loss weights of every row:
+                    'truck': 3., 'bus': 3., 'train': 3.}                                               # EfficientSeg's (the paper gives none)
 
 def train_tail_model(root, size=None, epochs: int = 24, lr: float = 2e-3, seed: int = 0, tail=(), p: float = 0.5, levels=(0,),
                      init: dict | None = None, bs: int = 8, device=None, progress: bool = False, **kwargs):
     "Train `tail_model()` (from `init` weights when given) with tail CutMix of `tail` classes; return the Learner."
     from fastai.learner import Learner
     from fastai.optimizer import Adam
+    from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle and, with it, no_bar)
     from diversification.core import set_seed
     set_seed(seed)
     dls = tail_cutmix_dls(root, tail, p, levels, size=size, bs=bs, seed=seed, device=device, **kwargs)
     model = tail_model()
     if init is not None: model.load_state_dict(init)
-    learn = Learner(dls, model, loss_func=WeightedCrossEntropy(), opt_func=Adam)
+    learn = Learner(dls, model, loss_func=WeightedCrossEntropy(class_weights(TC_CLASS_WEIGHTS)), opt_func=Adam)
     with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit_one_cycle(epochs, lr)
     return learn
 
@@ -511,7 +512,6 @@ def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=
 
 def summarize_tail(summary: pd.DataFrame, per_class: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Mean ± std over seeds per row; per-class IoU (attention chain) averaged over seeds, with an mIoU row."
-    from diversification.seg_augmix import mean_over_seeds
     from diversification.metrics import mean_std
     t = mean_std(summary, 'setting', ['miou', 'miou_1x', 'tail_miou', 'pixel_acc'])
     m = mean_over_seeds(per_class)

@@ -176,13 +176,14 @@ def build(case: str, root, seed: int = 0, n_cls: int = 64):
     if case == 'efficientseg_aug':
         from diversification.efficientseg import efficientseg_dls, EfficientSeg, efficientseg_learner
         dls = efficientseg_dls(root, bs=4, n_extra=2, seed=s)
-        return efficientseg_learner(dls, EfficientSeg(19, width=0.25)), 'EfficientSegAug + rare-class crops (batch transform), weighted CE'
+        return efficientseg_learner(dls, EfficientSeg(19, width=0.25)), 'SegAugment (EfficientSeg settings) + rare-class crops (batch transform), weighted CE'
     if case == 'tail_cutmix':
-        from diversification.tail_cutmix import tail_cutmix_dls
+        from diversification.tail_cutmix import tail_cutmix_dls, TC_CLASS_WEIGHTS
         from diversification.models import UNet
-        from diversification.efficientseg import WeightedCrossEntropy
+        from diversification.segtrain import WeightedCrossEntropy, class_weights
         dls = tail_cutmix_dls(root, tail=('pole', 'person'), p=1.0, levels=(0, 1), bs=4, seed=s)
-        return Learner(dls, UNet(19, base=8, depth=2), loss_func=WeightedCrossEntropy()), 'TailCutMix (batch transform, levels 0-1)'
+        return (Learner(dls, UNet(19, base=8, depth=2), loss_func=WeightedCrossEntropy(class_weights(TC_CLASS_WEIGHTS))),
+                'TailCutMix (batch transform, levels 0-1)')
     raise ValueError(f'unknown case {case!r}; one of {CASES}')
 
 

@@ -10,7 +10,7 @@ from fastai.metrics import accuracy
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401
 
 from diversification.core import set_seed
-from diversification.data import fashion_mnist_dls, cityscapes_items, load_seg_pair, seg_dls, IGNORE_INDEX
+from diversification.data import fashion_mnist_dls, cityscapes_items, load_seg_pair, IGNORE_INDEX
 from diversification.models import timm_classifier, UNet
 from diversification.synthcity import make_synthcity
 from diversification.reliability import assert_reproducible, augmentation_calls, _leaves, _same
@@ -18,6 +18,7 @@ from diversification.augmix_mixup import AugMixMixup
 from diversification.sumix import MixCallback
 from diversification.seg_augmix import SegAugMixJSD, OhemCrossEntropy
 from diversification.tail_cutmix import tail_bank, tail_cutmix_dls
+from diversification.segtrain import seg_train_dls
 
 @pytest.fixture(scope='module')
 def scenes():
@@ -54,7 +55,7 @@ def test_short_classification_training_is_identical_twice(cb):
 
 def _seg_run(root, kind):
     if kind == 'seg_augmix':
-        dls = seg_dls(root, bs=3, seed=None)
+        dls = seg_train_dls(root, bs=3, seed=None)                  # the base pipeline the seg-AugMix rows train on
         cbs, loss = [SegAugMixJSD()], OhemCrossEntropy(min_kept=500)
     else:
         dls = tail_cutmix_dls(root, tail=['person'], p=1.0, levels=(0, 1), bs=3, seed=None)

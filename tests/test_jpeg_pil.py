@@ -1,4 +1,4 @@
-"""`diversification.efficientseg.jpeg_compress` (batched JPEG in tensor code) against PIL's libjpeg on real photos.
+"""`diversification.ops.jpeg_compress` (batched JPEG in tensor code) against PIL's libjpeg on real photos.
 
 The two are the same codec up to arithmetic: libjpeg's islow integer DCT and fixed-point colour conversion against our
 float32 DCT and float conversion. Stated tolerances, on uint8 RGB photos (odd sizes included, so edge MCUs are padded):
@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from diversification.efficientseg import jpeg_compress, jpeg_quant_tables
+from diversification.ops import jpeg_compress, jpeg_quant_tables
 
 PHOTOS = sorted((Path(__file__).parent / 'fixtures' / 'photos').glob('*.png'))
 

@@ -6,15 +6,13 @@
 - pasted labels equal pasted pixels (tail CutMix levels 0..3);
 - the ignore label never becomes a class, and a class becomes ignore only where the image was filled (sampled outside).
 """
-import numpy as np
-import pytest
 import torch
 from hypothesis import given, settings, HealthCheck, strategies as st
 
 from diversification.data import IGNORE_INDEX
 from diversification.ops import OPS
 from diversification.seg_augmix import SEG_AUGMIX_OPS, seg_augmix, SegAugMixJSD
-from diversification.efficientseg import draw_seg_aug_params, apply_seg_aug, seg_aug_grid
+from diversification.segtrain import draw_seg_aug_params, apply_seg_aug, seg_aug_grid
 from diversification.tail_cutmix import tail_bank, draw_tail_mix, apply_tail_mix
 
 SETTINGS = dict(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])   # the same examples on every CI run

@@ -1,7 +1,7 @@
 """A training run killed mid-epoch (SIGKILL to its process) resumes from its last checkpoint with nothing lost: the
 resumed run trains only the missing epochs and ends with the same weights and metrics, bit for bit, as a run that
 was never interrupted."""
-import json, os, signal, subprocess, sys, textwrap, time
+import os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 import torch
 
