@@ -20,11 +20,11 @@ from .segtrain import (SegAugParams, draw_seg_aug_params, seg_aug_grid, warp_lab
                                       SEG_BASE_AUG, SEG_CROP_FRAC, class_weights, WeightedCrossEntropy, mean_over_seeds)
 
 # %% auto #0
-__all__ = ['BUCKETS', 'TAIL_ROWS', 'TC_CLASS_WEIGHTS', 'PAPER_TAIL_TABLE1_IOU', 'PAPER_TAIL_TABLE1_ACC', 'class_buckets',
-           'adjust_buckets', 'tail_classes', 'region_boxes', 'level_box', 'TailBank', 'tail_bank', 'tail_bank_from_dls',
-           'show_levels', 'TailMixParams', 'draw_tail_mix', 'apply_tail_mix', 'show_tail_mix', 'TailCutMix',
-           'tail_cutmix_dls', 'seg_head', 'ScaleAttention', 'tail_model', 'classwise_ensemble', 'ClasswiseEnsemble',
-           'train_tail_model', 'run_tail_table', 'summarize_tail']
+__all__ = ['BUCKETS', 'TAIL_ROWS', 'PAPER_TAIL_TABLE1_IOU', 'PAPER_TAIL_TABLE1_ACC', 'class_buckets', 'adjust_buckets',
+           'tail_classes', 'region_boxes', 'level_box', 'TailBank', 'tail_bank', 'tail_bank_from_dls', 'show_levels',
+           'TailMixParams', 'draw_tail_mix', 'apply_tail_mix', 'show_tail_mix', 'TailCutMix', 'tail_cutmix_dls',
+           'seg_head', 'ScaleAttention', 'tail_model', 'classwise_ensemble', 'ClasswiseEnsemble', 'train_tail_model',
+           'restrict_from_iou', 'run_tail_table', 'summarize_tail']
 
 # %% ../nbs/10_tail_cutmix.ipynb #bad2d36d
 BUCKETS = ('head', 'middle', 'tail', 'absent')
@@ -447,12 +447,11 @@ class ClasswiseEnsemble(nn.Module):
 
 # %% ../nbs/10_tail_cutmix.ipynb #d518300d
 TAIL_ROWS = ('Baseline (M0)', 'Level-0 tail CutMix (M1)', 'M1 fine-tuned, no mix', 'Class-wise ensemble (MR)')
-TC_CLASS_WEIGHTS = {'wall': 2., 'fence': 2., 'pole': 2., 'rider': 2., 'motorcycle': 2., 'bicycle': 2.,   # the loss weights of every row:
-                    'truck': 3., 'bus': 3., 'train': 3.}                                               # EfficientSeg's (the paper gives none)
 
 def train_tail_model(root, size=None, epochs: int = 24, lr: float = 2e-3, seed: int = 0, tail=(), p: float = 0.5, levels=(0,),
-                     init: dict | None = None, bs: int = 8, device=None, progress: bool = False, **kwargs):
-    "Train `tail_model()` (from `init` weights when given) with tail CutMix of `tail` classes; return the Learner."
+                     init: dict | None = None, bs: int = 8, device=None, progress: bool = False, weights: dict | None = None, **kwargs):
+    """Train `tail_model()` (from `init` weights when given) with tail CutMix of `tail` classes; return the Learner.
+    The loss is plain cross-entropy (the paper argues against re-weighting); `weights` (`{class: weight}`) re-weights it."""
     from fastai.learner import Learner
     from fastai.optimizer import Adam
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle and, with it, no_bar)
@@ -461,9 +460,14 @@ def train_tail_model(root, size=None, epochs: int = 24, lr: float = 2e-3, seed: 
     dls = tail_cutmix_dls(root, tail, p, levels, size=size, bs=bs, seed=seed, device=device, **kwargs)
     model = tail_model()
     if init is not None: model.load_state_dict(init)
-    learn = Learner(dls, model, loss_func=WeightedCrossEntropy(class_weights(TC_CLASS_WEIGHTS)), opt_func=Adam)
+    learn = Learner(dls, model, loss_func=WeightedCrossEntropy(class_weights(weights) if weights else None), opt_func=Adam)
     with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit_one_cycle(epochs, lr)
     return learn
+
+def restrict_from_iou(iou_all, iou_train_scales, classes, train_scales=(0.5, 1.0)) -> dict:
+    """The paper's per-class scale restriction: `{class: train_scales}` for each of `classes` whose IoU is higher with the
+    attention chain over the training scales (`iou_train_scales`) than over all scales (`iou_all`); NaN never wins."""
+    return {c: tuple(train_scales) for c in classes if iou_train_scales[c] > iou_all[c]}
 
 def _score(model, items, size, bs, scales):
     "Cityscapes scores of `model` (a `ScaleAttention` or an ensemble of them) with the attention chain over `scales`."
@@ -472,10 +476,20 @@ def _score(model, items, size, bs, scales):
         if isinstance(m, ScaleAttention): m.scales = scales
     return evaluate_segmenter(model, items, bs=bs, size=size)
 
+def _iou(model, items, size, bs, scales) -> pd.Series: return _score(model, items, size, bs, scales).table().set_index('name')['IoU']
+
+def _restrict_on(model: ScaleAttention, items, classes, size, bs, scales) -> dict:
+    "Set (and return) `model.restrict` by `restrict_from_iou` on `items` (training images): the chain over `scales` vs the training scales."
+    model.restrict = {}
+    model.restrict = restrict_from_iou(_iou(model, items, size, bs, scales), _iou(model, items, size, bs, model.train_scales),
+                                       classes, model.train_scales)
+    return model.restrict
+
 def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=(0,), p: float = 0.5, levels=(1, 2, 3),
                    head: float = 0.05, tail: float = 0.005, low: float = 0.25, high: float = 0.5, scales=(0.5, 1.0, 2.0),
                    bs: int = 8, lr: float = 2e-3, ft_lr: float = 5e-4, device=None, progress: bool = True):
-    "The experiment above for every seed: (summary per row and seed, per-class IoU, buckets per seed)."
+    """The experiment above for every seed: (summary per row and seed, per-class IoU, buckets per seed). The bucket rule
+    and the class-wise ensemble's per-class scale restriction read the models on the training images, never on `val`."""
     from fastprogress.fastprogress import master_bar
     train, val = cityscapes_items(root, 'train'), cityscapes_items(root, 'val')
     freq = class_frequency_table(train).fraction
@@ -493,11 +507,11 @@ def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=
             return iou
         t = time.time(); m0 = train_tail_model(root, epochs=epochs, lr=lr, seed=seed, **kw)
         t_m0 = time.time() - t
-        r0 = _score(m0.model, val, size, bs, scales)                               # scored once: buckets and the table row
-        iou0 = r0.table().set_index('name')['IoU']
+        iou0 = _iou(m0.model, train, size, bs, scales)                            # the bucket rule reads M0 on training data
         b0 = class_buckets(freq, head, tail); b1 = adjust_buckets(b0, iou0, low, high); T = tail_classes(b1)
-        bucket_rows += [dict(seed=seed, cls=c, fraction=freq[c], bucket=b0[c], baseline_iou=iou0[c], final_bucket=b1[c]) for c in b0]
-        add(TAIL_ROWS[0], m0.model, t_m0, T, r0)
+        val0 = add(TAIL_ROWS[0], m0.model, t_m0, T)
+        rows_seed = [dict(seed=seed, cls=c, fraction=freq[c], bucket=b0[c], baseline_iou=iou0[c], baseline_val_iou=val0[c],
+                          final_bucket=b1[c]) for c in b0]
         t = time.time(); m1 = train_tail_model(root, epochs=epochs, lr=lr, seed=seed, tail=T, p=p, levels=(0,), **kw)
         add(TAIL_ROWS[1], m1.model, time.time() - t, T)
         init = {k: v.detach().clone() for k, v in m1.model.state_dict().items()}
@@ -506,7 +520,12 @@ def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=
         experts, t = {}, time.time()
         for j in T:
             experts[j] = train_tail_model(root, epochs=ft_epochs, lr=ft_lr, seed=seed, tail=[j], p=p, levels=levels, init=init, **kw).model
-        add(TAIL_ROWS[3], ClasswiseEnsemble(m1.model, experts), time.time() - t, T)
+        t_mr = time.time() - t
+        r_base = _restrict_on(m1.model, train, m1.model.classes, size, bs, scales)     # per-class scales, chosen on train
+        r_exp = {_class_id(j) for j, m in experts.items() if _restrict_on(m, train, [j], size, bs, scales)}
+        add(TAIL_ROWS[3], ClasswiseEnsemble(m1.model, experts), t_mr, T)
+        bucket_rows += [dict(r, restricted_base=_class_id(r['cls']) in r_base, restricted_expert=_class_id(r['cls']) in r_exp)
+                        for r in rows_seed]
     pc = pd.DataFrame(per_class); pc.index.name = 'class'
     return pd.DataFrame(summary), pc.reset_index(), pd.DataFrame(bucket_rows)
 

@@ -178,11 +178,11 @@ def build(case: str, root, seed: int = 0, n_cls: int = 64):
         dls = efficientseg_dls(root, bs=4, n_extra=2, seed=s)
         return efficientseg_learner(dls, EfficientSeg(19, width=0.25)), 'SegAugment (EfficientSeg settings) + rare-class crops (batch transform), weighted CE'
     if case == 'tail_cutmix':
-        from diversification.tail_cutmix import tail_cutmix_dls, TC_CLASS_WEIGHTS
+        from diversification.tail_cutmix import tail_cutmix_dls
         from diversification.models import UNet
-        from diversification.segtrain import WeightedCrossEntropy, class_weights
+        from diversification.segtrain import WeightedCrossEntropy
         dls = tail_cutmix_dls(root, tail=('pole', 'person'), p=1.0, levels=(0, 1), bs=4, seed=s)
-        return (Learner(dls, UNet(19, base=8, depth=2), loss_func=WeightedCrossEntropy(class_weights(TC_CLASS_WEIGHTS))),
+        return (Learner(dls, UNet(19, base=8, depth=2), loss_func=WeightedCrossEntropy()),
                 'TailCutMix (batch transform, levels 0-1)')
     raise ValueError(f'unknown case {case!r}; one of {CASES}')
 
