@@ -23,7 +23,7 @@ __all__ = ['SYNTHCITY_VERSION', 'LID', 'RARE_CLASSES', 'TRAIN_NAMES', 'GREYS', '
            'write_sample', 'rare_schedule', 'synthcity_path', 'make_synthcity', 'overlay', 'class_frequencies']
 
 # %% ../nbs/03_synthcity.ipynb #90147d22
-SYNTHCITY_VERSION = 1
+SYNTHCITY_VERSION = 2
 LID = {l.name: l.id for l in cs_labels if l.id >= 0}
 RARE_CLASSES = ('truck', 'bus', 'train', 'motorcycle', 'rider')
 TRAIN_NAMES = [l.name for l in sorted((l for l in cs_labels if 0 <= l.trainId < 255), key=lambda l: l.trainId)]
@@ -565,7 +565,7 @@ def write_sample(root, split: str, i: int, img: np.ndarray, lab: np.ndarray, ins
     save(np.dstack([COLOR_LUT[lab], np.full(lab.shape, 255, np.uint8)]), f"{stem}_color.png")
 
 # %% ../nbs/03_synthcity.ipynb #9a62db40
-RARE_RATE = {'truck': .08, 'bus': .06, 'train': .04, 'motorcycle': .05, 'rider': .06}
+RARE_RATE = {'truck': .10, 'bus': .10, 'train': .10, 'motorcycle': .10, 'rider': .10}
 
 def rare_schedule(n: int, seed: int, split: str) -> list[set]:
     "For each of the `n` scenes of `split`, the set of rare classes it must contain."
@@ -578,7 +578,7 @@ def rare_schedule(n: int, seed: int, split: str) -> list[set]:
 
 # %% ../nbs/03_synthcity.ipynb #d56e390a
 def synthcity_path(n_train: int = 60, n_val: int = 20, size=(128, 256), seed: int = 0, base=None) -> Path:
-    "Default cache folder: `$DIVERSIFICATION_DATA` (or `~/.cache/diversification`)`/synthcity-v1-s{seed}-{H}x{W}-{n_train}-{n_val}`."
+    "Default cache folder: `$DIVERSIFICATION_DATA` (or `~/.cache/diversification`)`/synthcity-v{SYNTHCITY_VERSION}-s{seed}-{H}x{W}-{n_train}-{n_val}`."
     base = Path(base or os.environ.get('DIVERSIFICATION_DATA') or Path.home() / '.cache' / 'diversification')
     return base / f"synthcity-v{SYNTHCITY_VERSION}-s{seed}-{size[0]}x{size[1]}-{n_train}-{n_val}"
 
