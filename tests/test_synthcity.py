@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 from cityscapesscripts.helpers.labels import labels as cs_labels
 
-from diversification.synthcity import (RARE_CLASSES, LID, TRAIN_NAMES, class_frequencies, make_synthcity, rare_schedule,
-                                       render_scene, synthcity_path)
+from diversification.synthcity import (RARE_CLASSES, LID, TRAIN_NAMES, class_frequencies, instance_counts, make_synthcity,
+                                       rare_schedule, render_scene, synthcity_path)
 
 SIZE = (64, 128)
 VALID_IDS = {l.id for l in cs_labels if l.id >= 0}
@@ -155,6 +155,16 @@ def test_long_tail(ds):
         for c in RARE_CLASSES: assert 0 < px[c] < 0.01, (split, c)
     f = class_frequencies(root, 'train')
     for c in RARE_CLASSES: assert f[c][1] <= 0.2, c
+
+
+def test_instance_counts_match_the_metadata(ds):
+    root, _ = ds
+    counts, meta = instance_counts(root), json.loads((root / 'synthcity.json').read_text())
+    assert list(counts.columns) == ['class', 'split', 'images', 'pixels'] and len(counts) == 2 * len(TRAIN_NAMES)
+    for split in ('train', 'val'):
+        s, c = meta['splits'][split], counts[counts.split == split].set_index('class')
+        for n in TRAIN_NAMES: assert (c.loc[n, 'images'], c.loc[n, 'pixels']) == (s['images'].get(n, 0), s['pixels'].get(n, 0)), n
+        assert (c.loc[list(RARE_CLASSES), 'images'] >= 1).all()
 
 
 @pytest.mark.parametrize('n', [100, 200])
