@@ -8,6 +8,7 @@ import json, os, shutil
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
+import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 from cityscapesscripts.helpers.labels import labels as cs_labels
 
@@ -20,10 +21,11 @@ __all__ = ['SYNTHCITY_VERSION', 'LID', 'RARE_CLASSES', 'TRAIN_NAMES', 'GREYS', '
            'paint', 'draw_wheels', 'draw_windows', 'draw_car', 'draw_truck', 'draw_bus', 'draw_train', 'draw_person',
            'draw_bicycle', 'draw_motorcycle', 'draw_rider', 'free_depth', 'place_rare', 'place_common', 'draw_ego',
            'smooth_noise', 'finish_image', 'compose_scene', 'render_scene', 'city_of', 'cityscapes_stem',
-           'write_sample', 'rare_schedule', 'synthcity_path', 'make_synthcity', 'overlay', 'class_frequencies']
+           'write_sample', 'rare_schedule', 'synthcity_path', 'make_synthcity', 'overlay', 'class_frequencies',
+           'instance_counts']
 
 # %% ../nbs/03_synthcity.ipynb #90147d22
-SYNTHCITY_VERSION = 1
+SYNTHCITY_VERSION = 2
 LID = {l.name: l.id for l in cs_labels if l.id >= 0}
 RARE_CLASSES = ('truck', 'bus', 'train', 'motorcycle', 'rider')
 TRAIN_NAMES = [l.name for l in sorted((l for l in cs_labels if 0 <= l.trainId < 255), key=lambda l: l.trainId)]
@@ -565,7 +567,7 @@ def write_sample(root, split: str, i: int, img: np.ndarray, lab: np.ndarray, ins
     save(np.dstack([COLOR_LUT[lab], np.full(lab.shape, 255, np.uint8)]), f"{stem}_color.png")
 
 # %% ../nbs/03_synthcity.ipynb #9a62db40
-RARE_RATE = {'truck': .08, 'bus': .06, 'train': .04, 'motorcycle': .05, 'rider': .06}
+RARE_RATE = {'truck': .10, 'bus': .10, 'train': .10, 'motorcycle': .10, 'rider': .10}
 
 def rare_schedule(n: int, seed: int, split: str) -> list[set]:
     "For each of the `n` scenes of `split`, the set of rare classes it must contain."
@@ -578,7 +580,7 @@ def rare_schedule(n: int, seed: int, split: str) -> list[set]:
 
 # %% ../nbs/03_synthcity.ipynb #d56e390a
 def synthcity_path(n_train: int = 60, n_val: int = 20, size=(128, 256), seed: int = 0, base=None) -> Path:
-    "Default cache folder: `$DIVERSIFICATION_DATA` (or `~/.cache/diversification`)`/synthcity-v1-s{seed}-{H}x{W}-{n_train}-{n_val}`."
+    "Default cache folder: `$DIVERSIFICATION_DATA` (or `~/.cache/diversification`)`/synthcity-v{SYNTHCITY_VERSION}-s{seed}-{H}x{W}-{n_train}-{n_val}`."
     base = Path(base or os.environ.get('DIVERSIFICATION_DATA') or Path.home() / '.cache' / 'diversification')
     return base / f"synthcity-v{SYNTHCITY_VERSION}-s{seed}-{size[0]}x{size[1]}-{n_train}-{n_val}"
 
@@ -628,3 +630,17 @@ def class_frequencies(root, split: str = 'train') -> dict:
     s = json.loads((Path(root) / 'synthcity.json').read_text())['splits'][split]
     total, n = sum(s['pixels'].values()), s['n_images']
     return {c: (s['pixels'].get(c, 0) / total, s['images'].get(c, 0) / n) for c in TRAIN_NAMES}
+
+# %% ../nbs/03_synthcity.ipynb #57a4ea27
+def instance_counts(root, splits=('train', 'val')) -> pd.DataFrame:
+    "One row per trainId class and split: `images` (label masks containing the class) and `pixels`, from `root/gtFine/{split}/**/*_labelIds.png`."
+    lut, rows = trainid_lut(), []
+    for split in splits:
+        masks = sorted((Path(root) / 'gtFine' / split).rglob('*_labelIds.png'))
+        if not masks: raise FileNotFoundError(f"no *_labelIds.png under {Path(root) / 'gtFine' / split}")
+        images, pixels = np.zeros(19, np.int64), np.zeros(19, np.int64)
+        for p in masks:
+            c = np.bincount(lut[np.asarray(Image.open(p))].ravel(), minlength=256)[:19]
+            images += c > 0; pixels += c
+        rows += [(c, split, int(k), int(n)) for c, k, n in zip(TRAIN_NAMES, images, pixels)]
+    return pd.DataFrame(rows, columns=['class', 'split', 'images', 'pixels'])

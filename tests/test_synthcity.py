@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 from cityscapesscripts.helpers.labels import labels as cs_labels
 
-from diversification.synthcity import (RARE_CLASSES, LID, TRAIN_NAMES, class_frequencies, make_synthcity, render_scene,
-                                       synthcity_path)
+from diversification.synthcity import (RARE_CLASSES, LID, TRAIN_NAMES, class_frequencies, instance_counts, make_synthcity,
+                                       rare_schedule, render_scene, synthcity_path)
 
 SIZE = (64, 128)
 VALID_IDS = {l.id for l in cs_labels if l.id >= 0}
@@ -132,7 +132,7 @@ def test_partial_folder_is_regenerated(tmp_path):
 def test_default_path(monkeypatch, tmp_path):
     monkeypatch.setenv('DIVERSIFICATION_DATA', str(tmp_path))
     p = synthcity_path(n_train=5, n_val=2, size=(64, 128), seed=7)
-    assert p == tmp_path / 'synthcity-v1-s7-64x128-5-2'
+    assert p == tmp_path / 'synthcity-v2-s7-64x128-5-2'
     assert make_synthcity(None, n_train=1, n_val=1, size=(32, 64), seed=7, progress=False) == synthcity_path(1, 1, (32, 64), 7)
 
 
@@ -155,6 +155,24 @@ def test_long_tail(ds):
         for c in RARE_CLASSES: assert 0 < px[c] < 0.01, (split, c)
     f = class_frequencies(root, 'train')
     for c in RARE_CLASSES: assert f[c][1] <= 0.2, c
+
+
+def test_instance_counts_match_the_metadata(ds):
+    root, _ = ds
+    counts, meta = instance_counts(root), json.loads((root / 'synthcity.json').read_text())
+    assert list(counts.columns) == ['class', 'split', 'images', 'pixels'] and len(counts) == 2 * len(TRAIN_NAMES)
+    for split in ('train', 'val'):
+        s, c = meta['splits'][split], counts[counts.split == split].set_index('class')
+        for n in TRAIN_NAMES: assert (c.loc[n, 'images'], c.loc[n, 'pixels']) == (s['images'].get(n, 0), s['pixels'].get(n, 0)), n
+        assert (c.loc[list(RARE_CLASSES), 'images'] >= 1).all()
+
+
+@pytest.mark.parametrize('n', [100, 200])
+def test_full_size_schedule_can_score_rare_classes(n):
+    "At the full size (200 train, 100 val) every rare class is scheduled into at least 10 % of the images (>= 10 val)."
+    for split in ('train', 'val'):
+        sc = rare_schedule(n, 0, split)
+        assert all(n // 10 <= sum(c in s for s in sc) <= 0.1 * n for c in RARE_CLASSES), split
 
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
