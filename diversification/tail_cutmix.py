@@ -14,7 +14,7 @@ from torch import nn
 from fastai.data.transforms import ItemTransform
 from fastai.torch_core import TensorImage, TensorMask
 from .core import as_generator, check_image_batch, check_mask_batch, to_float
-from .data import CITYSCAPES_CLASSES, IGNORE_INDEX, cityscapes_items, class_frequency_table
+from .data import CITYSCAPES_CLASSES, IGNORE_INDEX, SegClasses, seg_items, seg_classes, class_frequency_table
 from .models import HRNetFeatures
 from .segtrain import (SegAugParams, draw_seg_aug_params, seg_aug_grid, warp_labels, apply_seg_aug, seg_train_dls,
                                       SEG_BASE_AUG, SEG_CROP_FRAC, class_weights, WeightedCrossEntropy, mean_over_seeds)
@@ -154,10 +154,11 @@ def tail_bank(images: torch.Tensor, masks: torch.Tensor, tail, levels=(1, 2, 3),
     return TailBank(images, masks.long(), ids, has, torch.tensor(rows, dtype=torch.long).view(-1, 7), tuple(classes))
 
 def tail_bank_from_dls(dls, tail, **kwargs) -> TailBank:
-    "`tail_bank` over the training set of segmentation `dls` (a dataset of in-memory `(image, mask, ...)` items)."
+    "`tail_bank` over the training set of segmentation `dls` (a dataset of in-memory `(image, mask, ...)` items), its classes `dls.classes` when it has them."
     ds = dls.train.dataset
     items = getattr(ds, 'cache', None) or [ds[i] for i in range(getattr(ds, 'n_images', len(ds)))]
     n = getattr(ds, 'n_images', len(items))
+    if getattr(dls, 'classes', None) is not None: kwargs.setdefault('classes', dls.classes)
     return tail_bank(torch.stack([it[0] for it in items[:n]]), torch.stack([it[1] for it in items[:n]]), tail, **kwargs)
 
 # %% ../nbs/10_tail_cutmix.ipynb #114660a0
@@ -349,15 +350,18 @@ class TailCutMix(ItemTransform):
         xo, yo = apply_tail_mix(x, y, self.bank, self.last)
         return (TensorImage(xo), TensorMask(yo), *b[2:])
 
-def tail_cutmix_dls(root, tail=(), p: float = 0.5, levels=(0,), classes=None, size: tuple | None = None, crop_frac: float = SEG_CROP_FRAC,
-                    bs: int = 8, seed: int | None = 0, device=None, bank_kwargs: dict | None = None, aug: dict | None = None, **kwargs):
-    "Segmentation `DataLoaders` over `root` on the base pipeline (`aug`: other augmentation settings; whole images for validation) with `TailCutMix` of `tail` classes when given."
+def tail_cutmix_dls(root, tail=(), p: float = 0.5, levels=(0,), mix_classes=None, size: tuple | None = None, crop_frac: float = SEG_CROP_FRAC,
+                    bs: int = 8, seed: int | None = 0, device=None, bank_kwargs: dict | None = None, aug: dict | None = None,
+                    classes: SegClasses | None = None, **kwargs):
+    """Segmentation `DataLoaders` over `root` on the base pipeline (`aug`: other augmentation settings; whole images for validation) with
+    `TailCutMix` of `tail` classes when given (`mix_classes`: the subset it pastes, see `TailCutMix`). `classes`: the masks' description
+    (default `seg_classes(root)`)."""
     aug = dict(SEG_BASE_AUG if aug is None else aug)
-    dls = seg_train_dls(root, size=size, crop_frac=crop_frac, bs=bs, seed=seed, device=device, **aug, **kwargs)
+    dls = seg_train_dls(root, size=size, crop_frac=crop_frac, bs=bs, seed=seed, device=device, classes=classes, **aug, **kwargs)
     dls.bank = dls.tail_mix = None
     if len(tail) and p > 0:
         dls.bank = tail_bank_from_dls(dls, tail, **(bank_kwargs or {}))
-        dls.tail_mix = TailCutMix(dls.bank, p, levels, classes, seed=seed, **aug)
+        dls.tail_mix = TailCutMix(dls.bank, p, levels, mix_classes, seed=seed, **aug)
         dls.train.after_batch.add(dls.tail_mix)
     return dls
 
@@ -451,40 +455,43 @@ TC_CLASS_WEIGHTS = {'wall': 2., 'fence': 2., 'pole': 2., 'rider': 2., 'motorcycl
                     'truck': 3., 'bus': 3., 'train': 3.}                                               # EfficientSeg's (the paper gives none)
 
 def train_tail_model(root, size=None, epochs: int = 24, lr: float = 2e-3, seed: int = 0, tail=(), p: float = 0.5, levels=(0,),
-                     init: dict | None = None, bs: int = 8, device=None, progress: bool = False, **kwargs):
-    "Train `tail_model()` (from `init` weights when given) with tail CutMix of `tail` classes; return the Learner."
+                     init: dict | None = None, bs: int = 8, device=None, progress: bool = False, classes: SegClasses | None = None, **kwargs):
+    """Train `tail_model()` (from `init` weights when given) with tail CutMix of `tail` classes; return the Learner. `classes`: the
+    masks' description (default `seg_classes(root)`); the loss weights `TC_CLASS_WEIGHTS` apply to Cityscapes' classes, other data has none."""
     from fastai.learner import Learner
     from fastai.optimizer import Adam
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle and, with it, no_bar)
     from diversification.core import set_seed
     set_seed(seed)
-    dls = tail_cutmix_dls(root, tail, p, levels, size=size, bs=bs, seed=seed, device=device, **kwargs)
-    model = tail_model()
+    classes = seg_classes(root, classes)
+    dls = tail_cutmix_dls(root, tail, p, levels, size=size, bs=bs, seed=seed, device=device, classes=classes, **kwargs)
+    model = tail_model(num_classes=len(classes), classes=classes)
     if init is not None: model.load_state_dict(init)
-    learn = Learner(dls, model, loss_func=WeightedCrossEntropy(class_weights(TC_CLASS_WEIGHTS)), opt_func=Adam)
+    learn = Learner(dls, model, loss_func=WeightedCrossEntropy(class_weights(TC_CLASS_WEIGHTS) if list(classes) == CITYSCAPES_CLASSES else None), opt_func=Adam)
     with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit_one_cycle(epochs, lr)
     return learn
 
-def _score(model, items, size, bs, scales):
+def _score(model, items, size, bs, scales, classes=None):
     "Cityscapes scores of `model` (a `ScaleAttention` or an ensemble of them) with the attention chain over `scales`."
     from diversification.metrics import evaluate_segmenter
     for m in model.modules():
         if isinstance(m, ScaleAttention): m.scales = scales
-    return evaluate_segmenter(model, items, bs=bs, size=size)
+    return evaluate_segmenter(model, items, bs=bs, size=size, classes=classes)
 
 def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=(0,), p: float = 0.5, levels=(1, 2, 3),
                    head: float = 0.05, tail: float = 0.005, low: float = 0.25, high: float = 0.5, scales=(0.5, 1.0, 2.0),
-                   bs: int = 8, lr: float = 2e-3, ft_lr: float = 5e-4, device=None, progress: bool = True):
-    "The experiment above for every seed: (summary per row and seed, per-class IoU, buckets per seed)."
+                   bs: int = 8, lr: float = 2e-3, ft_lr: float = 5e-4, device=None, progress: bool = True, classes: SegClasses | None = None):
+    "The experiment above for every seed: (summary per row and seed, per-class IoU, buckets per seed); `classes`: the masks' description (default `seg_classes(root)`)."
     from fastprogress.fastprogress import master_bar
-    train, val = cityscapes_items(root, 'train'), cityscapes_items(root, 'val')
-    freq = class_frequency_table(train).fraction
+    classes = seg_classes(root, classes)
+    train, val = seg_items(root, 'train'), seg_items(root, 'val')
+    freq = class_frequency_table(train, classes=classes).fraction
     summary, per_class, bucket_rows = [], {}, []
-    kw = dict(size=size, bs=bs, device=device)
+    kw = dict(size=size, bs=bs, device=device, classes=classes)
     for seed in (master_bar(seeds) if progress else seeds):
         def add(name, model, t_train, tail_ids, r=None):
-            r = r if r is not None else _score(model, val, size, bs, scales)
-            r1 = _score(model, val, size, bs, (1.0,))
+            r = r if r is not None else _score(model, val, size, bs, scales, classes)
+            r1 = _score(model, val, size, bs, (1.0,), classes)
             iou = r.table().set_index('name')['IoU']
             summary.append(dict(setting=name, seed=seed, miou=r.summary()['miou'], miou_1x=r1.summary()['miou'],
                                 tail_miou=float(np.nanmean(iou.loc[tail_ids])) if tail_ids else np.nan,
@@ -493,9 +500,9 @@ def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=
             return iou
         t = time.time(); m0 = train_tail_model(root, epochs=epochs, lr=lr, seed=seed, **kw)
         t_m0 = time.time() - t
-        r0 = _score(m0.model, val, size, bs, scales)                               # scored once: buckets and the table row
+        r0 = _score(m0.model, val, size, bs, scales, classes)                               # scored once: buckets and the table row
         iou0 = r0.table().set_index('name')['IoU']
-        b0 = class_buckets(freq, head, tail); b1 = adjust_buckets(b0, iou0, low, high); T = tail_classes(b1)
+        b0 = class_buckets(freq, head, tail, classes); b1 = adjust_buckets(b0, iou0, low, high); T = tail_classes(b1)
         bucket_rows += [dict(seed=seed, cls=c, fraction=freq[c], bucket=b0[c], baseline_iou=iou0[c], final_bucket=b1[c]) for c in b0]
         add(TAIL_ROWS[0], m0.model, t_m0, T, r0)
         t = time.time(); m1 = train_tail_model(root, epochs=epochs, lr=lr, seed=seed, tail=T, p=p, levels=(0,), **kw)
@@ -506,7 +513,7 @@ def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=
         experts, t = {}, time.time()
         for j in T:
             experts[j] = train_tail_model(root, epochs=ft_epochs, lr=ft_lr, seed=seed, tail=[j], p=p, levels=levels, init=init, **kw).model
-        add(TAIL_ROWS[3], ClasswiseEnsemble(m1.model, experts), time.time() - t, T)
+        add(TAIL_ROWS[3], ClasswiseEnsemble(m1.model, experts, classes), time.time() - t, T)
     pc = pd.DataFrame(per_class); pc.index.name = 'class'
     return pd.DataFrame(summary), pc.reset_index(), pd.DataFrame(bucket_rows)
 
