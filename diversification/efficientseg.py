@@ -15,9 +15,9 @@ from torch import nn
 from timm.layers import make_divisible, get_act_layer
 from timm.models._efficientnet_blocks import InvertedResidual, DepthwiseSeparableConv, SqueezeExcite
 from .core import rss_mb, call_in_fresh_process
-from .data import cityscapes_items, CITYSCAPES_CLASSES
+from .data import seg_items, seg_classes, SegClasses, CITYSCAPES_CLASSES
 from .models import UNet, param_count
-from .segtrain import class_weights, WeightedCrossEntropy, seg_train_dls, seg_tta, mean_over_seeds
+from .segtrain import class_weights, WeightedCrossEntropy, seg_train_dls, seg_tta, mean_over_seeds, check_seg_model
 
 # %% auto #0
 __all__ = ['MBV3_LARGE', 'SEGMENTERS', 'EFFICIENTSEG_CLASS_WEIGHTS', 'EFFICIENTSEG_AUG', 'ES_ROWS', 'PAPER_TABLE1', 'Bneck',
@@ -109,12 +109,18 @@ EFFICIENTSEG_AUG = dict(scale=(0.75, 2.0), scale_jitter=1.0, max_angle=20., p_ro
                         p_jpeg=0.4, quality=(30, 100))   # the paper's set, with the reference code's probabilities
 
 # %% ../nbs/08_efficientseg.ipynb #9765caa9
+def _is_cityscapes(classes) -> bool: return list(classes) == CITYSCAPES_CLASSES
+
 def efficientseg_dls(root, size: tuple | None = None, crop_frac: float = 0.75, bs: int = 8, n_extra: int = 20,
-                     rare_classes=tuple(EFFICIENTSEG_CLASS_WEIGHTS), aug: bool = True, seed: int | None = 0,
-                     device=None, num_workers: int = 0, train: str = 'train', valid: str = 'val', **aug_kwargs):
-    "DataLoaders for EfficientSeg: `seg_train_dls` with its augmentation set (`EFFICIENTSEG_AUG`; `aug_kwargs` replace settings) and rare-class crops."
+                     rare_classes=None, aug: bool = True, seed: int | None = 0, device=None, num_workers: int = 0,
+                     train: str = 'train', valid: str = 'val', classes: SegClasses | None = None, **aug_kwargs):
+    """DataLoaders for EfficientSeg: `seg_train_dls` with its augmentation set (`EFFICIENTSEG_AUG`; `aug_kwargs` replace settings)
+    and rare-class crops (`rare_classes`, default: the weighted classes of `EFFICIENTSEG_CLASS_WEIGHTS` on Cityscapes' classes,
+    none on other data). `classes`: the masks' description (default `seg_classes(root)`)."""
+    classes = seg_classes(root, classes)
+    if rare_classes is None: rare_classes = tuple(EFFICIENTSEG_CLASS_WEIGHTS) if _is_cityscapes(classes) else ()
     return seg_train_dls(root, size, crop_frac, bs, n_extra, rare_classes, aug, seed, device, num_workers, train, valid,
-                         **{**EFFICIENTSEG_AUG, **aug_kwargs})
+                         classes=classes, **{**EFFICIENTSEG_AUG, **aug_kwargs})
 
 # %% ../nbs/08_efficientseg.ipynb #d95d4785
 def step_schedule(lr: float, milestones=(0.75,), gamma: float = 0.1):
@@ -122,11 +128,18 @@ def step_schedule(lr: float, milestones=(0.75,), gamma: float = 0.1):
     if any(not 0 < m < 1 for m in milestones): raise ValueError(f"`milestones` must be fractions in (0, 1), got {milestones}")
     return lambda pos: lr * gamma ** sum(pos >= m for m in milestones)
 
-def efficientseg_learner(dls, model: nn.Module, lr: float = 1e-3, wd: float = 1e-6, weights: torch.Tensor | None = None, **kwargs):
-    "A fastai `Learner` with the paper's recipe: Adam (eps 1e-8, as torch's), weighted cross-entropy (`weights`: `EFFICIENTSEG_CLASS_WEIGHTS`'s by default)."
+def efficientseg_learner(dls, model: nn.Module, lr: float = 1e-3, wd: float = 1e-6, weights: torch.Tensor | dict | None = None,
+                         classes: SegClasses | None = None, **kwargs):
+    """A fastai `Learner` with the paper's recipe: Adam (eps 1e-8, as torch's), weighted cross-entropy. `weights`: a vector,
+    or `{class name: weight}` over `classes` (default `dls.classes`); by default `EFFICIENTSEG_CLASS_WEIGHTS`'s on Cityscapes'
+    classes and none (plain cross-entropy) on other data. A `model` with another number of classes than the data raises."""
     from fastai.learner import Learner
     from fastai.optimizer import Adam
-    w = class_weights(EFFICIENTSEG_CLASS_WEIGHTS) if weights is None else weights
+    classes = classes if classes is not None else getattr(dls, 'classes', CITYSCAPES_CLASSES)
+    check_seg_model(model, classes)
+    if isinstance(weights, dict): w = class_weights(weights, classes)
+    elif weights is None: w = class_weights(EFFICIENTSEG_CLASS_WEIGHTS) if _is_cityscapes(classes) else None
+    else: w = weights
     return Learner(dls, model, loss_func=WeightedCrossEntropy(w), opt_func=partial(Adam, eps=1e-8), lr=lr, wd=wd, **kwargs)
 
 def fit_step(learn, n_epoch: int, lr: float = 1e-3, milestones=(0.75,), gamma: float = 0.1, **kwargs):
@@ -158,31 +171,36 @@ PAPER_TABLE1 = pd.DataFrame({   # the paper's Table 1: class IoU on the MiniCity
     'EfficientSeg (6.0)':         [.962, .738, .864, .318, .304, .517, .450, .615, .899, .576, .932, .710, .353, .899, .497, .325, .137, .333, .611]})
 
 def train_es_row(root, model: str, aug: bool, size=None, epochs: int = 10, bs: int = 8, n_extra: int = 20, lr: float = 1e-3,
-                 milestones=(0.75,), seed: int = 0, device=None, progress: bool = False):
-    "Train one row of the table from scratch on `root`'s train split; return the Learner."
+                 milestones=(0.75,), seed: int = 0, device=None, progress: bool = False, classes: SegClasses | None = None,
+                 rare_classes=None, weights=None):
+    """Train one row of the table from scratch on `root`'s train split; return the Learner. `classes`, `rare_classes`:
+    see `efficientseg_dls`; `weights`: see `efficientseg_learner`."""
     import contextlib
     from fastai.callback.progress import ProgressCallback  # noqa: F401  (patches Learner.no_bar)
     from diversification.core import set_seed
     set_seed(seed)
-    dls = efficientseg_dls(root, size=size, bs=bs, n_extra=n_extra, aug=aug, seed=seed, device=device)
-    learn = efficientseg_learner(dls, build_segmenter(model))
+    dls = efficientseg_dls(root, size=size, bs=bs, n_extra=n_extra, rare_classes=rare_classes, aug=aug, seed=seed, device=device, classes=classes)
+    learn = efficientseg_learner(dls, build_segmenter(model, num_classes=dls.c), weights=weights)
     with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): fit_step(learn, epochs, lr, milestones)
     return learn
 
 def run_es_table(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | None = None, bs: int = 8, n_extra: int = 20,
-                 device=None, progress: bool = True, **kw):
-    "Train every row for every seed, score the val split with and without flip TTA: (summary, per-class IoU with TTA)."
+                 device=None, progress: bool = True, classes: SegClasses | None = None, rare_classes=None, **kw):
+    """Train every row for every seed, score the val split with and without flip TTA: (summary, per-class IoU with TTA).
+    `root`: either layout; `classes` (default `seg_classes(root)`), `rare_classes` and `kw`: see `train_es_row`."""
     from fastprogress.fastprogress import master_bar
     from diversification.metrics import evaluate_segmenter
     rows = ES_ROWS if rows is None else rows
-    val = cityscapes_items(root, 'val')
+    classes = seg_classes(root, classes)
+    val = seg_items(root, 'val')
     summary, per_class = [], {}
     jobs = [(n, r, s) for n, r in rows.items() for s in seeds]
     for name, r, seed in (master_bar(jobs) if progress else jobs):
-        t0 = time.time(); learn = train_es_row(root, **r, size=size, epochs=epochs, bs=bs, n_extra=n_extra, seed=seed, device=device, **kw)
+        t0 = time.time(); learn = train_es_row(root, **r, size=size, epochs=epochs, bs=bs, n_extra=n_extra, seed=seed, device=device,
+                                                 classes=classes, rare_classes=rare_classes, **kw)
         t_train = time.time() - t0
-        single = evaluate_segmenter(learn.model, val, bs=bs, size=size)
-        tta = evaluate_segmenter(FlipTTA(learn.model), val, bs=bs, size=size)
+        single = evaluate_segmenter(learn.model, val, bs=bs, size=size, classes=classes)
+        tta = evaluate_segmenter(FlipTTA(learn.model), val, bs=bs, size=size, classes=classes)
         summary.append(dict(setting=name, seed=seed, params=param_count(learn.model), miou=single.summary()['miou'],
                             miou_flip=tta.summary()['miou'], pixel_acc=tta.summary()['pixel_acc'], train_s=t_train))
         per_class[f'{name} (seed {seed})'] = tta.table().set_index('name')['IoU']

@@ -212,27 +212,28 @@ def run_cls_ensemble(n_per_class: int = 50, epochs: int = 15, seeds=(0,), member
 SEG_ENSEMBLE_ROWS = tuple(SEG_ROWS) + ('Average ensemble', 'FW ensemble')
 
 def run_seg_ensemble(root, size=None, epochs: int = 10, seeds=(0,), store=None, threshold: float = 0.01, weight: float = 3.0,
-                     tta_scales=(0.75, 1.0, 1.25), bs: int = 4, device=None, progress: bool = True, **seg_kw) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     tta_scales=(0.75, 1.0, 1.25), bs: int = 4, device=None, progress: bool = True, classes=None, **seg_kw) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table 7 at our scale: the seg-AugMix notebook's three models (`train_seg_rows`: loaded from `store` when there, trained
     otherwise), their average and FW ensembles, one view and multi-scale + flip TTA: (summary per row and seed, per-class
-    IoU with TTA)."""
-    from diversification.data import cityscapes_items, class_frequency_table
+    IoU with TTA). `classes`: the masks' description (a `data.SegClasses`, default `data.seg_classes(root)`)."""
+    from diversification.data import seg_items, seg_classes, class_frequency_table
     from diversification.metrics import evaluate_segmenter
     device = torch.device(device) if device else default_device()
-    trained = train_seg_rows(root, size=size, epochs=epochs, seeds=seeds, bs=bs, store=store, progress=progress, **seg_kw)
-    val = cityscapes_items(root, 'val')
-    fraction = class_frequency_table(cityscapes_items(root, 'train')).fraction
-    rare = rare_classes(fraction, threshold)
+    classes = seg_classes(root, classes)
+    trained = train_seg_rows(root, size=size, epochs=epochs, seeds=seeds, bs=bs, store=store, progress=progress, classes=classes, **seg_kw)
+    val = seg_items(root, 'val')
+    fraction = class_frequency_table(seg_items(root, 'train'), classes=classes).fraction
+    rare = rare_classes(fraction, threshold, classes)
     summary, per_class = [], {}
     for seed in seeds:
         models = [trained[name, seed][0].eval().to(device) for name in SEG_ROWS]
         def build(row, scales, flip):
             if row in SEG_ROWS: return SegEnsemble([models[list(SEG_ROWS).index(row)]], scales=scales, flip=flip)
             if row == 'Average ensemble': return SegEnsemble(models, scales=scales, flip=flip)
-            return fw_ensemble(models, fraction, threshold=threshold, weight=weight, scales=scales, flip=flip)
+            return fw_ensemble(models, fraction, threshold=threshold, weight=weight, scales=scales, flip=flip, classes=classes)
         for row in SEG_ENSEMBLE_ROWS:
-            r1 = evaluate_segmenter(build(row, (1.0,), False).to(device), val, bs=bs, size=size)
-            rt = evaluate_segmenter(build(row, tta_scales, True).to(device), val, bs=bs, size=size)
+            r1 = evaluate_segmenter(build(row, (1.0,), False).to(device), val, bs=bs, size=size, classes=classes)
+            rt = evaluate_segmenter(build(row, tta_scales, True).to(device), val, bs=bs, size=size, classes=classes)
             iou1, iout = (r.table().set_index('name')['IoU'] for r in (r1, rt))
             summary.append(dict(setting=row, seed=seed, miou=r1.summary()['miou'], miou_tta=rt.summary()['miou'],
                                 rare_miou=float(np.nanmean(iou1.loc[rare])) if rare else np.nan,

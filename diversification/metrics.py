@@ -143,6 +143,7 @@ class SegResult:
     pixel_acc: float         # correct / valid target pixels
     confusion: np.ndarray    # (C, C) int64, rows target, columns prediction
     avg_instance_size: dict  # the average instance sizes used for iIoU
+    scores: tuple | None = None   # the headline numbers `summary` reports (None: all five, as for Cityscapes)
 
     @property
     def miou(self) -> float: return nanmean(self.class_iou.values())
@@ -154,9 +155,10 @@ class SegResult:
     def category_miiou(self) -> float: return nanmean(self.category_iiou.values())
 
     def summary(self) -> dict:
-        "Headline numbers: class mIoU and iIoU, category mIoU and iIoU, pixel accuracy."
-        return {'miou': self.miou, 'iiou': self.miiou, 'category_miou': self.category_miou,
-                'category_iiou': self.category_miiou, 'pixel_acc': self.pixel_acc}
+        "Headline numbers: class mIoU and iIoU, category mIoU and iIoU, pixel accuracy (those in `scores` when it is set)."
+        d = {'miou': self.miou, 'iiou': self.miiou, 'category_miou': self.category_miou,
+             'category_iiou': self.category_miiou, 'pixel_acc': self.pixel_acc}
+        return d if self.scores is None else {k: d[k] for k in self.scores}
 
     def table(self) -> pd.DataFrame:
         "One row per class: name, IoU, iIoU (NaN for classes without instances), pixel frequency in the target."
@@ -185,9 +187,13 @@ def _avg_sizes(avg_instance_size, names, n, pixels) -> np.ndarray:
 # %% ../nbs/04_metrics.ipynb #32fe08b0
 class SegEvaluator:
     "Stream (pred, target[, instances]) batches; `compute()` the Cityscapes benchmark scores."
-    def __init__(self, num_classes: int = 19, ignore_index: int = 255, class_names=None, avg_instance_size=None):
+    def __init__(self, num_classes: int = 19, ignore_index: int = 255, class_names=None, avg_instance_size=None, classes=None):
+        if classes is not None: num_classes, class_names = len(classes), tuple(classes)
         self.num_classes, self.ignore_index, self.avg_instance_size = num_classes, ignore_index, avg_instance_size
-        self.cityscapes = num_classes == len(CITYSCAPES_CLASSES)
+        self.cityscapes = num_classes == len(CITYSCAPES_CLASSES) if classes is None else tuple(classes) == CITYSCAPES_CLASSES
+        self.categories = None if classes is None or self.cityscapes else getattr(classes, 'categories', None)
+        self.scores = (None if classes is None or self.cityscapes else
+                       ('miou',) + (('category_miou',) if self.categories is not None else ()) + ('pixel_acc',))
         default = CITYSCAPES_CLASSES if self.cityscapes else [str(i) for i in range(num_classes)]
         self.class_names = tuple(default if class_names is None else class_names)
         if len(self.class_names) != num_classes:
@@ -224,7 +230,12 @@ def compute(self: SegEvaluator) -> SegResult:
     total = cm.sum()
     res = {'class_iou': dict(zip(names, _class_scores(cm).tolist())), 'class_iiou': {}, 'category_iou': {}, 'category_iiou': {},
            'freq': dict(zip(names, (cm.sum(1) / max(total, 1)).tolist())),
-           'pixel_acc': float(np.trace(cm) / total) if total else float('nan'), 'confusion': cm, 'avg_instance_size': {}}
+           'pixel_acc': float(np.trace(cm) / total) if total else float('nan'), 'confusion': cm, 'avg_instance_size': {},
+           'scores': self.scores}
+    if self.categories is not None:                                                 # a dataset's own categories
+        cats = tuple(dict.fromkeys(self.categories))
+        member = np.eye(len(cats), dtype=np.int64)[[cats.index(c) for c in self.categories]]
+        res['category_iou'] = dict(zip(cats, _class_scores(member.T @ cm @ member).tolist()))
     if not self.cityscapes: return SegResult(**res)
     n, pixels, tp_rel, cat_tp_rel = self.instances
     avg = _avg_sizes(self.avg_instance_size, names, n, pixels)
@@ -302,26 +313,32 @@ def instance_ids_path(mask_path):
     return p if p != Path(mask_path) and p.exists() else None
 
 @torch.no_grad()
-def evaluate_segmenter(model, items, bs: int = 4, size: tuple | None = None, device=None, progress: bool = False) -> SegResult:
-    "Cityscapes-style scores of `model` ((B,3,H,W) floats in [0,1] -> logits) over `(image, mask)` path pairs."
-    from diversification.data import load_seg_pair, open_image
+def evaluate_segmenter(model, items, bs: int = 4, size: tuple | None = None, device=None, progress: bool = False,
+                       classes=None) -> SegResult:
+    "Cityscapes-style scores of `model` ((B,3,H,W) floats in [0,1] -> logits) over `(image, mask)` path pairs whose masks `classes` describes."
+    from diversification.data import load_seg_pair, open_image, CITYSCAPES
     import torch.nn.functional as F
     device = device or next(model.parameters()).device
-    model.eval(); ev = SegEvaluator()
+    model.eval(); ev = SegEvaluator(classes=classes)
+    enc = CITYSCAPES if classes is None else classes
     chunks = [items[i:i + bs] for i in range(0, len(items), bs)]
     if progress:
         from fastprogress.fastprogress import progress_bar
         chunks = progress_bar(chunks)
     for chunk in chunks:
-        pairs = [load_seg_pair(*it) for it in chunk]
+        pairs = [load_seg_pair(*it, enc) for it in chunk]
         x = torch.stack([torch.from_numpy(img).permute(2, 0, 1) for img, _ in pairs]).to(device).float().div_(255)
         full = x.shape[-2:]
         if size is not None: x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
-        pred = model(x).argmax(1, keepdim=True).float()
+        out = model(x)
+        if out.shape[1] != ev.num_classes:
+            raise ValueError(f"the model predicts {out.shape[1]} classes but the data ({getattr(enc, 'title', 'Cityscapes')}) has {ev.num_classes}")
+        pred = out.argmax(1, keepdim=True).float()
         if pred.shape[-2:] != full: pred = F.interpolate(pred, size=full, mode='nearest')
         target = torch.from_numpy(np.stack([m for _, m in pairs]).astype(np.int64))
         inst_paths = [instance_ids_path(m) for _, m in chunk]
-        inst = torch.from_numpy(np.stack([np.asarray(open_image(p, None), dtype=np.int64) for p in inst_paths])) if all(inst_paths) else None
+        inst = (torch.from_numpy(np.stack([np.asarray(open_image(p, None), dtype=np.int64) for p in inst_paths]))
+                if ev.cityscapes and all(inst_paths) else None)
         ev.update(pred[:, 0].long().cpu(), target, inst)
     return ev.compute()
 

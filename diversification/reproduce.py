@@ -20,7 +20,7 @@ from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learn
 from fastai.callback.progress import ProgressCallback
 from .core import set_seed, default_device, _jsonable, ValidateAtEnd
 from .train import BaseAugment
-from .data import DatasetError, ImageFolderSource, fashion_mnist_dls, seg_dls, show_seg_batch, cityscapes_items, CITYSCAPES_CLASSES, IGNORE_INDEX
+from .data import DatasetError, ImageFolderSource, fashion_mnist_dls, seg_dls, show_seg_batch, seg_items, seg_layout, read_seg_classes, open_image, IGNORE_INDEX
 from .models import timm_classifier, UNet, param_count
 from .synthcity import make_synthcity
 from .metrics import evaluate_segmenter, plot_class_iou
@@ -85,6 +85,8 @@ class RunConfig:
     image_fit: str = 'crop'                  # ... keeping their aspect by a centre crop ('crop') or black borders ('pad')
     cityscapes_root: str | None = None       # a MiniCity/Cityscapes root instead of SynthCity
     data_dir: str | None = None              # where SynthCity is generated (default: a user cache folder)
+    seg_folder: str | None = None            # your segmentation data: the folder layout with classes.txt/json (see `data.read_seg_classes`)
+    seg_size: tuple | None = None            # (H, W) the segmenters train and score at (default: the size's; a folder keeps its aspect)
     params: dict = field(default_factory=dict)
     scaled_for: str | None = None            # set to 'cuda' when `full` runs on a CUDA device with `CUDA_FULL`
 
@@ -100,6 +102,15 @@ class RunConfig:
         for name, root, need in (('imagefolder', self.imagefolder, ('train', 'val')), ('cityscapes_root', self.cityscapes_root, ('leftImg8bit', 'gtFine'))):
             if root is not None and not all((Path(root)/d).is_dir() for d in need):
                 raise DatasetError(f"`{name}`: {root} must contain the folders {', '.join(need)}")
+        if self.seg_folder is not None:
+            if self.cityscapes_root is not None: raise ValueError("give `seg_folder` or `cityscapes_root`, not both")
+            if seg_layout(self.seg_folder) != 'folder':
+                raise DatasetError(f"`seg_folder`: {self.seg_folder} must hold <split>/images/ and <split>/masks/ (train and val)")
+            read_seg_classes(self.seg_folder)                                          # a missing or bad description fails now
+        if self.seg_size is not None:
+            self.seg_size = tuple(self.seg_size)
+            if len(self.seg_size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 16 for v in self.seg_size):
+                raise ValueError(f"`seg_size` must be (H, W), ints >= 16, got {self.seg_size!r}")
 
     @property
     def cls_source(self):
@@ -108,8 +119,9 @@ class RunConfig:
 
     def key(self) -> dict:
         "What an experiment's result depends on: a result saved under another key is not reused."
+        own = {k: v for k, v in dict(seg_folder=self.seg_folder, seg_size=self.seg_size).items() if v is not None}   # saved keys unchanged without them
         return _jsonable(dict(size=self.size, params=self.params, seeds=self.seeds, device=self.device,
-                              cls_source=self.cls_source, cityscapes_root=self.cityscapes_root))
+                              cls_source=self.cls_source, cityscapes_root=self.cityscapes_root, **own))
 
 # %% ../nbs/90_reproduce.ipynb #853eba09
 @dataclass
@@ -143,7 +155,8 @@ def _cls_name(cfg: RunConfig) -> str:
     return 'Fashion-MNIST few-shot' + (f" ({cfg.fashion_source})" if cfg.fashion_source else '')
 
 def _seg_name(cfg: RunConfig) -> str:
-    "The segmentation data of a run, for titles."
+    "The segmentation data of a run, for titles: your folder's dataset name (`classes.json`'s, else the folder's), a Cityscapes root's or SynthCity."
+    if cfg.seg_folder: return read_seg_classes(cfg.seg_folder).title
     return f"Cityscapes layout {Path(cfg.cityscapes_root).name}" if cfg.cityscapes_root else 'SynthCity'
 
 def plot_curves(curves: dict, title: str = '', smooth: int = 20):
@@ -180,13 +193,21 @@ def baseline_classification(cfg: RunConfig, show_progress: bool = True) -> Resul
     return Result(f'Baseline classifier ({_cls_name(cfg)})', table, {'cls_loss': fig}, note)
 
 # %% ../nbs/90_reproduce.ipynb #e0405b14
+def _aspect_size(root, height: int) -> tuple:
+    "(H, W) for the data at `root`: `height` and the width of its first training image's aspect, both rounded to multiples of 32."
+    w, h = open_image(seg_items(root, 'train')[0][0], None).size
+    r32 = lambda v: max(32, int(round(v / 32)) * 32)
+    return r32(height), r32(height * w / h)
+
 def _seg_root(cfg: RunConfig, show_progress: bool):
-    "The segmentation data of a run: the given Cityscapes/MiniCity root (trained at the size's scale, scored at full size), or SynthCity."
+    """The segmentation data of a run and the size it trains at: your folder (at `seg_size`, else the size's height and the data's
+    own aspect, never squished), the given Cityscapes/MiniCity root (at `seg_size` or the size's scale, scored at full size), or SynthCity."""
     p = cfg.params
-    if cfg.cityscapes_root: return Path(cfg.cityscapes_root), tuple(p['seg_data'][2:])
+    if cfg.seg_folder: return Path(cfg.seg_folder), cfg.seg_size or _aspect_size(cfg.seg_folder, p['seg_data'][2])
+    if cfg.cityscapes_root: return Path(cfg.cityscapes_root), cfg.seg_size or tuple(p['seg_data'][2:])
     n_tr, n_va, H, W = p['seg_data']
     return make_synthcity(Path(cfg.data_dir)/f'synthcity-{H}x{W}-{n_tr}-{n_va}' if cfg.data_dir else None,
-                          n_train=n_tr, n_val=n_va, size=(H, W), seed=0, progress=show_progress), None
+                          n_train=n_tr, n_val=n_va, size=(H, W), seed=0, progress=show_progress), cfg.seg_size
 
 def _store(cfg: RunConfig, name: str) -> Path:
     "The folder where experiment `name` keeps its trained models (reused by later experiments and by a resumed run)."
@@ -194,17 +215,17 @@ def _store(cfg: RunConfig, name: str) -> Path:
 
 @experiment('baseline_segmentation')
 def baseline_segmentation(cfg: RunConfig, show_progress: bool = True) -> Result:
-    "A U-Net from scratch on SynthCity (or the given Cityscapes/MiniCity root): per-class IoU on the validation split."
+    "A U-Net from scratch on SynthCity (or your segmentation folder, or the given Cityscapes/MiniCity root): per-class IoU on the validation split."
     p = cfg.params
     root, size = _seg_root(cfg, show_progress)
     rows, per_class, learn = [], [], None
     for seed in cfg.seeds:
         set_seed(seed)
         dls = seg_dls(root, bs=8, size=size, device=cfg.device, seed=seed)
-        model = UNet(len(CITYSCAPES_CLASSES), base=p['unet_base'])
+        model = UNet(dls.c, base=p['unet_base'])
         learn = _quiet(Learner(dls, model, loss_func=CrossEntropyLossFlat(axis=1, ignore_index=IGNORE_INDEX), cbs=ValidateAtEnd()), show_progress)
         learn.fit_one_cycle(p['seg_epochs'], 3e-3)
-        res = evaluate_segmenter(learn.model, cityscapes_items(root, 'val'), bs=8, size=size)
+        res = evaluate_segmenter(learn.model, seg_items(root, 'val'), bs=8, size=size, classes=dls.classes)
         rows.append(dict(seed=seed, params=param_count(model), epochs=p['seg_epochs'], **res.summary()))
         per_class.append(res.table().set_index('name')['IoU'].rename(f'IoU seed {seed}'))
     table = pd.DataFrame(rows)
@@ -213,9 +234,9 @@ def baseline_segmentation(cfg: RunConfig, show_progress: bool = True) -> Result:
     with torch.no_grad(): pred = learn.model.eval()(x).argmax(1)
     figs = {'seg_samples': show_seg_batch(x.cpu(), y.cpu(), pred.cpu(), max_n=3)}
     figs['seg_loss'] = plot_curves({'cross-entropy': learn.recorder.losses}, f'baseline U-Net, seed {cfg.seeds[-1]}')
-    ax = plot_class_iou(res, highlight=('rider', 'truck', 'bus', 'train', 'motorcycle'), figsize=(4, 4.5)); ax.set_title('baseline U-Net (last seed)', fontsize=9)
+    ax = plot_class_iou(res, highlight=tuple(c for c in ('rider', 'truck', 'bus', 'train', 'motorcycle') if c in dls.classes), figsize=(4, 4.5)); ax.set_title('baseline U-Net (last seed)', fontsize=9)
     figs['seg_iou'] = ax.figure
-    note = (f"mIoU {table.miou.mean():.4f} on {'the given root' if cfg.cityscapes_root else 'SynthCity val'}; "
+    note = (f"mIoU {table.miou.mean():.4f} on {_seg_name(cfg)} val" + (f" at {size[0]}x{size[1]}" if size else '') + "; "
             "the reference point for the segmentation experiments (no paper reports this exact setting)")
     classes.index.name = 'class'
     return Result(f'Baseline segmenter (U-Net, {_seg_name(cfg)})', table, figs, note, {'per-class IoU': classes.reset_index()})
@@ -248,7 +269,7 @@ PAPER_TABLE7 = {k: v for k, v in en.PAPER_TABLE7_FULL.items() if k in sa.SEG_ROW
 
 @experiment('seg_augmix')
 def seg_augmix_ocr(cfg: RunConfig, show_progress: bool = True) -> Result:
-    "HRNet-W18 + OCR on SynthCity: baseline, + OHEM, + seg-AugMix with per-pixel JSD; mIoU with and without TTA."
+    "HRNet-W18 + OCR on SynthCity (or your data): baseline, + OHEM, + seg-AugMix with per-pixel JSD; mIoU with and without TTA."
     p = cfg.params
     root, size = _seg_root(cfg, show_progress)
     mid, key = p['sa_ocr']
@@ -314,7 +335,7 @@ PAPER_TAIL_TABLE1_IOU, PAPER_TAIL_TABLE1_ACC = tc.PAPER_TAIL_TABLE1_IOU, tc.PAPE
 
 @experiment('tail_cutmix')
 def tail_cutmix(cfg: RunConfig, show_progress: bool = True) -> Result:
-    "Multi-level tail-pixel CutMix with scale attention and the class-wise ensemble vs the baseline (SynthCity)."
+    "Multi-level tail-pixel CutMix with scale attention and the class-wise ensemble vs the baseline (SynthCity, or your data)."
     p = cfg.params
     root, size = _seg_root(cfg, show_progress)
     summary, per_class, buckets = tc.run_tail_table(root, size=size, epochs=p['tc_epochs'], ft_epochs=p['tc_ft'], seeds=cfg.seeds,
@@ -540,6 +561,11 @@ def main(argv=None):
     rp.add_argument('--image-fit', choices=('crop', 'pad'), default='crop', help="with --imagefolder: keep the aspect by a centre crop or by black borders")
     rp.add_argument('--fresh', action='store_true', help="run every experiment again (default: keep those already in --out)")
     rp.add_argument('--cityscapes', help="a MiniCity/Cityscapes root to use instead of SynthCity")
+    rp.add_argument('--segfolder', metavar='ROOT', help="your segmentation data instead of SynthCity: ROOT/<split>/images/<stem>.<ext>, "
+                    "ROOT/<split>/masks/<stem>.png for train and val, and ROOT/classes.txt (one class name per line, mask id = line "
+                    "number, 255 void) or ROOT/classes.json (names, ids or palette, void, categories, name)")
+    rp.add_argument('--seg-size', type=int, nargs=2, metavar=('H', 'W'), help="the size segmenters train and score at (default: the "
+                    "size's; with --segfolder its height and the data's own aspect, multiples of 32)")
     rp.add_argument('--data-dir', help="where SynthCity is generated (default: ~/.cache/diversification)")
     sub.add_parser('list', help="list the experiments")
     a = ap.parse_args(argv)
@@ -548,7 +574,8 @@ def main(argv=None):
         return 0
     size = a.size or 'quick'
     cfg = RunConfig(size, out=a.out or f'runs/{size}', seeds=tuple(a.seeds or ()), device=a.device, only=tuple(a.only),
-                    fashion_source=a.fashion_source, imagefolder=a.imagefolder, image_size=a.image_size, image_fit=a.image_fit, cityscapes_root=a.cityscapes, data_dir=a.data_dir)
+                    fashion_source=a.fashion_source, imagefolder=a.imagefolder, image_size=a.image_size, image_fit=a.image_fit, cityscapes_root=a.cityscapes, data_dir=a.data_dir,
+                    seg_folder=a.segfolder, seg_size=tuple(a.seg_size) if a.seg_size else None)
     run(cfg, fresh=a.fresh)
     print(Path(cfg.out, 'results.md').read_text())
     print(f"\nreport: {Path(cfg.out)/'results.md'} and {Path(cfg.out)/'results.html'}")

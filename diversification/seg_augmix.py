@@ -15,6 +15,7 @@ from .core import as_generator, check_image_batch, check_mask_batch, to_float, t
 from .ops import PIXEL_OPS, resolve_ops, draw_augmix_params, apply_augmix, apply_chain
 from .train import js_divergence, TermLossCallback
 from .models import HRNetFeatures
+from .data import SegClasses, CITYSCAPES_CLASSES, seg_items, seg_classes
 from .segtrain import SEG_BASE_AUG, SEG_CROP_FRAC, seg_train_dls, check_seg_target, SegTTA, mean_over_seeds, _main
 
 # %% auto #0
@@ -197,11 +198,11 @@ SEG_ROWS = {
 
 def seg_row_learner(dls, ohem: bool, segaugmix: bool, model: str = 'hrnet_w18', seed: int = 0, ocr_mid: int = 128, key_ch: int = 64,
                     min_kept: int = 20_000):
-    "A Learner for one row: HRNet + OCR from scratch with the row's loss (OHEM or plain CE) and seg-AugMix + JSD callback."
+    "A Learner for one row: HRNet + OCR from scratch (one output per class of `dls`) with the row's loss (OHEM or plain CE) and seg-AugMix + JSD callback."
     from fastai.learner import Learner
     from diversification.core import set_seed
     set_seed(seed)
-    return Learner(dls, HRNetOCR(model, 19, ocr_mid=ocr_mid, key_ch=key_ch), loss_func=OhemCrossEntropy(min_kept=min_kept, ohem=ohem),
+    return Learner(dls, HRNetOCR(model, getattr(dls, 'c', 19), ocr_mid=ocr_mid, key_ch=key_ch), loss_func=OhemCrossEntropy(min_kept=min_kept, ohem=ohem),
                    cbs=[SegAugMixJSD(weight=1.0, seed=seed)] if segaugmix else [])
 
 def train_seg_row(dls, ohem: bool, segaugmix: bool, epochs: int = 10, lr: float = 0.01, progress: bool = False, **kwargs):
@@ -220,25 +221,28 @@ def load_seg_row(path) -> HRNetOCR:
     ck = load_checkpoint(path)
     if ck is None: raise FileNotFoundError(f"no model checkpoint at {path}")
     c = ck['config']
-    net = HRNetOCR(c['model'], 19, ocr_mid=c.get('ocr_mid', 128), key_ch=c.get('key_ch', 64))
+    net = HRNetOCR(c['model'], c.get('num_classes', 19), ocr_mid=c.get('ocr_mid', 128), key_ch=c.get('key_ch', 64))
     net.load_state_dict(ck['state'])
     return net.eval()
 
 def train_seg_rows(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | None = None, model: str = 'hrnet_w18', bs: int = 4,
-                   lr: float = 0.01, ocr_mid: int = 128, key_ch: int = 64, min_kept: int = 20_000, store=None, progress: bool = True) -> dict:
+                   lr: float = 0.01, ocr_mid: int = 128, key_ch: int = 64, min_kept: int = 20_000, store=None, progress: bool = True,
+                   classes: SegClasses | None = None) -> dict:
     """Train every row's model for every seed on `root`'s train split, on the base pipeline (`seg_train_dls`):
     `{(row, seed): (model, training seconds)}`. With a
     `store` folder each model is saved there (`seg_row_path`), and a model already saved with the same configuration is
-    loaded instead of trained again (resume; reuse by the ensemble notebook)."""
+    loaded instead of trained again (resume; reuse by the ensemble notebook). `root`: either layout; `classes`: the
+    masks' description (default `seg_classes(root)`)."""
     from fastprogress.fastprogress import master_bar
     from diversification.core import load_or_train
-    rows = SEG_ROWS if rows is None else rows
+    rows, classes = SEG_ROWS if rows is None else rows, seg_classes(root, classes)
+    own = {} if list(classes) == CITYSCAPES_CLASSES else dict(num_classes=len(classes), classes=classes.to_dict())   # saved Cityscapes configs unchanged
     out, jobs = {}, [(n, r, s) for n, r in rows.items() for s in seeds]
     for name, r, seed in (master_bar(jobs) if progress else jobs):
-        dls = seg_train_dls(root, size=size, bs=bs, seed=seed)
+        dls = seg_train_dls(root, size=size, bs=bs, seed=seed, classes=classes)
         arch = dict(model=model, ocr_mid=ocr_mid, key_ch=key_ch)
         cfg = dict(root=str(root), row=name, **r, **arch, size=size, epochs=epochs, seed=seed, bs=bs, lr=lr, min_kept=min_kept,
-                   pipeline=dict(crop_frac=SEG_CROP_FRAC, **SEG_BASE_AUG))
+                   pipeline=dict(crop_frac=SEG_CROP_FRAC, **SEG_BASE_AUG), **own)
         learn = seg_row_learner(dls, **r, **arch, seed=seed, min_kept=min_kept)
         def train(learn=learn):
             with learn.no_logging(), learn.no_bar(): fit_poly(learn, epochs, lr)
@@ -248,17 +252,17 @@ def train_seg_rows(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | N
 
 def run_seg_table(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | None = None, model: str = 'hrnet_w18',
                   bs: int = 4, lr: float = 0.01, ocr_mid: int = 128, key_ch: int = 64, min_kept: int = 20_000,
-                  tta_scales=(0.75, 1.0, 1.25), store=None, progress: bool = True):
+                  tta_scales=(0.75, 1.0, 1.25), store=None, progress: bool = True, classes: SegClasses | None = None):
     """Train (`train_seg_rows`, with its `store`) every row for every seed on `root`'s train split and score val:
-    (summary DataFrame, per-class IoU DataFrame)."""
-    from diversification.data import cityscapes_items
+    (summary DataFrame, per-class IoU DataFrame). `classes`: the masks' description (default `seg_classes(root)`)."""
     from diversification.metrics import evaluate_segmenter
-    models = train_seg_rows(root, size, epochs, seeds, rows, model, bs, lr, ocr_mid, key_ch, min_kept, store, progress)
-    val = cityscapes_items(root, 'val')
+    classes = seg_classes(root, classes)
+    models = train_seg_rows(root, size, epochs, seeds, rows, model, bs, lr, ocr_mid, key_ch, min_kept, store, progress, classes)
+    val = seg_items(root, 'val')
     summary, per_class = [], {}
     for (name, seed), (net, t_train) in models.items():
-        single = evaluate_segmenter(net, val, bs=bs, size=size)
-        tta = evaluate_segmenter(SegTTA(net, tta_scales), val, bs=bs, size=size)
+        single = evaluate_segmenter(net, val, bs=bs, size=size, classes=classes)
+        tta = evaluate_segmenter(SegTTA(net, tta_scales), val, bs=bs, size=size, classes=classes)
         summary.append(dict(setting=name, seed=seed, miou=single.summary()['miou'], miou_tta=tta.summary()['miou'],
                             pixel_acc=single.summary()['pixel_acc'], train_s=t_train))
         per_class[f'{name} (seed {seed})'] = single.table().set_index('name')['IoU']

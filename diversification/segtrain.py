@@ -14,14 +14,14 @@ from fastai.data.core import TfmdDL, DataLoaders
 from fastai.data.transforms import IntToFloatTensor, ItemTransform
 from fastai.torch_core import TensorImage, TensorMask
 from .core import as_generator, check_image_batch, check_mask_batch, to_float
-from .data import SegDataset, cityscapes_items, CITYSCAPES_CLASSES, IGNORE_INDEX
+from .data import SegDataset, SegClasses, CITYSCAPES, seg_items, seg_classes, CITYSCAPES_CLASSES, IGNORE_INDEX
 from .ops import jpeg_compress
 
 # %% auto #0
-__all__ = ['SEG_BASE_AUG', 'SEG_CROP_FRAC', 'check_seg_target', 'class_weights', 'WeightedCrossEntropy', 'rgb_to_hsv',
-           'hsv_to_rgb', 'multiply_hue_brightness', 'SegAugParams', 'draw_seg_aug_params', 'seg_aug_grid',
-           'warp_labels', 'apply_seg_aug', 'RareCropDataset', 'RareCropDL', 'SegAugment', 'seg_train_dls', 'seg_tta',
-           'SegTTA', 'mean_over_seeds']
+__all__ = ['SEG_BASE_AUG', 'SEG_CROP_FRAC', 'check_seg_target', 'class_weights', 'WeightedCrossEntropy', 'seg_model_classes',
+           'check_seg_model', 'rgb_to_hsv', 'hsv_to_rgb', 'multiply_hue_brightness', 'SegAugParams',
+           'draw_seg_aug_params', 'seg_aug_grid', 'warp_labels', 'apply_seg_aug', 'RareCropDataset', 'RareCropDL',
+           'SegAugment', 'seg_train_dls', 'seg_tta', 'SegTTA', 'mean_over_seeds']
 
 # %% ../nbs/05_segtrain.ipynb #b5cc7d49
 def check_seg_target(y: torch.Tensor, num_classes: int, ignore_index: int = 255, name: str = 'y') -> torch.Tensor:
@@ -33,7 +33,7 @@ def check_seg_target(y: torch.Tensor, num_classes: int, ignore_index: int = 255,
     return y
 
 def class_weights(weights: dict, classes=CITYSCAPES_CLASSES) -> torch.Tensor:
-    "A per-class weight vector: `weights[name]` for the named classes, 1 for the others."
+    "A per-class weight vector over `classes` (names, or a dataset's `SegClasses`): `weights[name]` for the named classes, 1 for the others."
     unknown = set(weights) - set(classes)
     if unknown: raise ValueError(f"`weights` names classes that are not in `classes`: {sorted(unknown)}")
     return torch.tensor([float(weights.get(c, 1.)) for c in classes])
@@ -46,11 +46,34 @@ class WeightedCrossEntropy(nn.Module):
         self.ignore_index = ignore_index
     def forward(self, logits, target):
         check_seg_target(target, logits.shape[1], self.ignore_index, 'target')
+        if self.weight is not None and len(self.weight) != logits.shape[1]:
+            raise ValueError(f"`weight` has {len(self.weight)} classes but the logits have {logits.shape[1]}: weights must follow the data's classes")
         if not (target != self.ignore_index).any(): return logits.sum() * 0.
         w = None if self.weight is None else self.weight.to(logits.device)
         return F.cross_entropy(logits.float(), target, weight=w, ignore_index=self.ignore_index)
     def activation(self, out): return F.softmax(out, dim=1)
     def decodes(self, out): return out.argmax(dim=1)
+
+def seg_model_classes(model: nn.Module) -> int | None:
+    "The number of classes `model` predicts: its `num_classes`, else the channels of its output on a small image (`None` if that fails)."
+    n = getattr(model, 'num_classes', None)
+    if isinstance(n, int): return n
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        p = next(model.parameters(), None)
+        with torch.no_grad(): out = model.eval()(torch.zeros(1, 3, 64, 64, device=None if p is None else p.device))
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        return int(out.shape[1]) if isinstance(out, torch.Tensor) and out.ndim == 4 else None
+    except Exception: return None
+    finally:
+        for m, t in modes: m.training = t
+
+def check_seg_model(model: nn.Module, classes) -> nn.Module:
+    "Raise `ValueError` naming both numbers when `model` predicts another number of classes than `classes` (a `SegClasses` or names) has; return `model`."
+    n, title = seg_model_classes(model), getattr(classes, 'title', 'the data')
+    if n is not None and n != len(classes):
+        raise ValueError(f"the model predicts {n} classes but the data ({title}) has {len(classes)}: build it with num_classes={len(classes)}")
+    return model
 
 # %% ../nbs/05_segtrain.ipynb #37929619
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
@@ -178,8 +201,8 @@ SEG_CROP_FRAC = 0.75   # the crop of every row on the base pipeline: 0.75 of the
 class RareCropDataset(SegDataset):
     "A `SegDataset` whose items are `(image, mask, focus)`: index < n_images -> focus -1, then one index per (image, rare class present)."
     n_inp = 1
-    def __init__(self, items, size: tuple | None = None, rare_classes=(), classes=CITYSCAPES_CLASSES):
-        super().__init__(items, size, in_memory=True)
+    def __init__(self, items, size: tuple | None = None, rare_classes=(), classes: SegClasses = CITYSCAPES):
+        super().__init__(items, size, in_memory=True, classes=classes)
         unknown = [c for c in rare_classes if c not in classes]
         if unknown: raise ValueError(f"`rare_classes` has names that are not classes: {unknown}")
         self.n_images = len(self.items)
@@ -220,19 +243,21 @@ class SegAugment(ItemTransform):
 
 def seg_train_dls(root, size: tuple | None = None, crop_frac: float = SEG_CROP_FRAC, bs: int = 8, n_extra: int = 0, rare_classes=(),
                   aug: bool = True, seed: int | None = 0, device=None, num_workers: int = 0, train: str = 'train', valid: str = 'val',
-                  **aug_kwargs) -> DataLoaders:
+                  classes: SegClasses | None = None, **aug_kwargs) -> DataLoaders:
     """Segmentation DataLoaders. Training: crops of `crop_frac` of the image size (`SEG_CROP_FRAC`), augmented on the device by `SegAugment`
     with the base pipeline `SEG_BASE_AUG` (`aug_kwargs` replace its settings; `aug=False`: crops only), plus `n_extra`
-    crops per epoch centred on each of `rare_classes`. Validation: whole images."""
+    crops per epoch centred on each of `rare_classes` (names of `classes`). Validation: whole images. `root`: either layout
+    (`seg_items`); `classes`: the masks' description (default `seg_classes(root)`: Cityscapes, or the folder's file)."""
     if not 0 < crop_frac <= 1: raise ValueError(f"`crop_frac` must be in (0, 1], got {crop_frac}")
-    tr = RareCropDataset(cityscapes_items(root, train), size, rare_classes)
-    va = SegDataset(cityscapes_items(root, valid), size)
+    classes = seg_classes(root, classes)
+    tr = RareCropDataset(seg_items(root, train), size, rare_classes, classes)
+    va = SegDataset(seg_items(root, valid), size, classes=classes)
     H, W = tr.cache[0][0].shape[-2:]
     crop = (max(1, round(H * crop_frac)), max(1, round(W * crop_frac)))
     tfm = SegAugment(crop, aug=aug, seed=seed, **{**SEG_BASE_AUG, **aug_kwargs})
     dls = DataLoaders(RareCropDL(tr, n_extra, bs=bs, shuffle=True, drop_last=True, after_batch=[tfm, IntToFloatTensor()], device=device, num_workers=num_workers),
                       TfmdDL(va, bs=bs, shuffle=False, after_batch=[IntToFloatTensor()], device=device, num_workers=num_workers), device=device)
-    dls.c, dls.vocab, dls.codes, dls.crop = len(CITYSCAPES_CLASSES), CITYSCAPES_CLASSES, CITYSCAPES_CLASSES, crop
+    dls.c, dls.vocab, dls.codes, dls.crop, dls.classes = len(classes), list(classes), list(classes), crop, classes
     if seed is not None: dls.train.rng.seed(seed)
     return dls
 

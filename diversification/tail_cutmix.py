@@ -14,7 +14,7 @@ from torch import nn
 from fastai.data.transforms import ItemTransform
 from fastai.torch_core import TensorImage, TensorMask
 from .core import as_generator, check_image_batch, check_mask_batch, to_float
-from .data import CITYSCAPES_CLASSES, IGNORE_INDEX, cityscapes_items, class_frequency_table
+from .data import CITYSCAPES_CLASSES, IGNORE_INDEX, SegClasses, seg_items, seg_classes, class_frequency_table
 from .models import HRNetFeatures
 from .segtrain import (SegAugParams, draw_seg_aug_params, seg_aug_grid, warp_labels, apply_seg_aug, seg_train_dls,
                                       SEG_BASE_AUG, SEG_CROP_FRAC, class_weights, WeightedCrossEntropy, mean_over_seeds)
@@ -154,10 +154,11 @@ def tail_bank(images: torch.Tensor, masks: torch.Tensor, tail, levels=(1, 2, 3),
     return TailBank(images, masks.long(), ids, has, torch.tensor(rows, dtype=torch.long).view(-1, 7), tuple(classes))
 
 def tail_bank_from_dls(dls, tail, **kwargs) -> TailBank:
-    "`tail_bank` over the training set of segmentation `dls` (a dataset of in-memory `(image, mask, ...)` items)."
+    "`tail_bank` over the training set of segmentation `dls` (a dataset of in-memory `(image, mask, ...)` items), its classes `dls.classes` when it has them."
     ds = dls.train.dataset
     items = getattr(ds, 'cache', None) or [ds[i] for i in range(getattr(ds, 'n_images', len(ds)))]
     n = getattr(ds, 'n_images', len(items))
+    if getattr(dls, 'classes', None) is not None: kwargs.setdefault('classes', dls.classes)
     return tail_bank(torch.stack([it[0] for it in items[:n]]), torch.stack([it[1] for it in items[:n]]), tail, **kwargs)
 
 # %% ../nbs/10_tail_cutmix.ipynb #114660a0
@@ -349,15 +350,18 @@ class TailCutMix(ItemTransform):
         xo, yo = apply_tail_mix(x, y, self.bank, self.last)
         return (TensorImage(xo), TensorMask(yo), *b[2:])
 
-def tail_cutmix_dls(root, tail=(), p: float = 0.5, levels=(0,), classes=None, size: tuple | None = None, crop_frac: float = SEG_CROP_FRAC,
-                    bs: int = 8, seed: int | None = 0, device=None, bank_kwargs: dict | None = None, aug: dict | None = None, **kwargs):
-    "Segmentation `DataLoaders` over `root` on the base pipeline (`aug`: other augmentation settings; whole images for validation) with `TailCutMix` of `tail` classes when given."
+def tail_cutmix_dls(root, tail=(), p: float = 0.5, levels=(0,), mix_classes=None, size: tuple | None = None, crop_frac: float = SEG_CROP_FRAC,
+                    bs: int = 8, seed: int | None = 0, device=None, bank_kwargs: dict | None = None, aug: dict | None = None,
+                    classes: SegClasses | None = None, **kwargs):
+    """Segmentation `DataLoaders` over `root` on the base pipeline (`aug`: other augmentation settings; whole images for validation) with
+    `TailCutMix` of `tail` classes when given (`mix_classes`: the subset it pastes, see `TailCutMix`). `classes`: the masks' description
+    (default `seg_classes(root)`)."""
     aug = dict(SEG_BASE_AUG if aug is None else aug)
-    dls = seg_train_dls(root, size=size, crop_frac=crop_frac, bs=bs, seed=seed, device=device, **aug, **kwargs)
+    dls = seg_train_dls(root, size=size, crop_frac=crop_frac, bs=bs, seed=seed, device=device, classes=classes, **aug, **kwargs)
     dls.bank = dls.tail_mix = None
     if len(tail) and p > 0:
         dls.bank = tail_bank_from_dls(dls, tail, **(bank_kwargs or {}))
-        dls.tail_mix = TailCutMix(dls.bank, p, levels, classes, seed=seed, **aug)
+        dls.tail_mix = TailCutMix(dls.bank, p, levels, mix_classes, seed=seed, **aug)
         dls.train.after_batch.add(dls.tail_mix)
     return dls
 
@@ -449,18 +453,21 @@ class ClasswiseEnsemble(nn.Module):
 TAIL_ROWS = ('Baseline (M0)', 'Level-0 tail CutMix (M1)', 'M1 fine-tuned, no mix', 'Class-wise ensemble (MR)')
 
 def train_tail_model(root, size=None, epochs: int = 24, lr: float = 2e-3, seed: int = 0, tail=(), p: float = 0.5, levels=(0,),
-                     init: dict | None = None, bs: int = 8, device=None, progress: bool = False, weights: dict | None = None, **kwargs):
-    """Train `tail_model()` (from `init` weights when given) with tail CutMix of `tail` classes; return the Learner.
-    The loss is plain cross-entropy (the paper argues against re-weighting); `weights` (`{class: weight}`) re-weights it."""
+                     init: dict | None = None, bs: int = 8, device=None, progress: bool = False, weights: dict | None = None,
+                     classes: SegClasses | None = None, **kwargs):
+    """Train `tail_model()` (from `init` weights when given) with tail CutMix of `tail` classes; return the Learner. `classes`: the
+    masks' description (default `seg_classes(root)`). The loss is plain cross-entropy (the paper argues against re-weighting);
+    `weights` (`{class: weight}`) re-weights it."""
     from fastai.learner import Learner
     from fastai.optimizer import Adam
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle and, with it, no_bar)
     from diversification.core import set_seed
     set_seed(seed)
-    dls = tail_cutmix_dls(root, tail, p, levels, size=size, bs=bs, seed=seed, device=device, **kwargs)
-    model = tail_model()
+    classes = seg_classes(root, classes)
+    dls = tail_cutmix_dls(root, tail, p, levels, size=size, bs=bs, seed=seed, device=device, classes=classes, **kwargs)
+    model = tail_model(num_classes=len(classes), classes=classes)
     if init is not None: model.load_state_dict(init)
-    learn = Learner(dls, model, loss_func=WeightedCrossEntropy(class_weights(weights) if weights else None), opt_func=Adam)
+    learn = Learner(dls, model, loss_func=WeightedCrossEntropy(class_weights(weights, classes) if weights else None), opt_func=Adam)
     with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit_one_cycle(epochs, lr)
     return learn
 
@@ -469,36 +476,40 @@ def restrict_from_iou(iou_all, iou_train_scales, classes, train_scales=(0.5, 1.0
     attention chain over the training scales (`iou_train_scales`) than over all scales (`iou_all`); NaN never wins."""
     return {c: tuple(train_scales) for c in classes if iou_train_scales[c] > iou_all[c]}
 
-def _score(model, items, size, bs, scales):
+def _score(model, items, size, bs, scales, classes=None):
     "Cityscapes scores of `model` (a `ScaleAttention` or an ensemble of them) with the attention chain over `scales`."
     from diversification.metrics import evaluate_segmenter
     for m in model.modules():
         if isinstance(m, ScaleAttention): m.scales = scales
-    return evaluate_segmenter(model, items, bs=bs, size=size)
+    return evaluate_segmenter(model, items, bs=bs, size=size, classes=classes)
 
-def _iou(model, items, size, bs, scales) -> pd.Series: return _score(model, items, size, bs, scales).table().set_index('name')['IoU']
+def _iou(model, items, size, bs, scales, classes=None) -> pd.Series:
+    return _score(model, items, size, bs, scales, classes).table().set_index('name')['IoU']
 
-def _restrict_on(model: ScaleAttention, items, classes, size, bs, scales) -> dict:
-    "Set (and return) `model.restrict` by `restrict_from_iou` on `items` (training images): the chain over `scales` vs the training scales."
+def _restrict_on(model: ScaleAttention, items, names, size, bs, scales, classes=None) -> dict:
+    """Set (and return) `model.restrict` by `restrict_from_iou` for the classes `names` on `items` (training images, described by
+    `classes`): the chain over `scales` vs the training scales."""
     model.restrict = {}
-    model.restrict = restrict_from_iou(_iou(model, items, size, bs, scales), _iou(model, items, size, bs, model.train_scales),
-                                       classes, model.train_scales)
+    model.restrict = restrict_from_iou(_iou(model, items, size, bs, scales, classes), _iou(model, items, size, bs, model.train_scales, classes),
+                                       names, model.train_scales)
     return model.restrict
 
 def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=(0,), p: float = 0.5, levels=(1, 2, 3),
                    head: float = 0.05, tail: float = 0.005, low: float = 0.25, high: float = 0.5, scales=(0.5, 1.0, 2.0),
-                   bs: int = 8, lr: float = 2e-3, ft_lr: float = 5e-4, device=None, progress: bool = True):
-    """The experiment above for every seed: (summary per row and seed, per-class IoU, buckets per seed). The bucket rule
-    and the class-wise ensemble's per-class scale restriction read the models on the training images, never on `val`."""
+                   bs: int = 8, lr: float = 2e-3, ft_lr: float = 5e-4, device=None, progress: bool = True, classes: SegClasses | None = None):
+    """The experiment above for every seed: (summary per row and seed, per-class IoU, buckets per seed); `classes`: the masks'
+    description (default `seg_classes(root)`). The bucket rule and the class-wise ensemble's per-class scale restriction read
+    the models on the training images, never on `val`."""
     from fastprogress.fastprogress import master_bar
-    train, val = cityscapes_items(root, 'train'), cityscapes_items(root, 'val')
-    freq = class_frequency_table(train).fraction
+    classes = seg_classes(root, classes)
+    train, val = seg_items(root, 'train'), seg_items(root, 'val')
+    freq = class_frequency_table(train, classes=classes).fraction
     summary, per_class, bucket_rows = [], {}, []
-    kw = dict(size=size, bs=bs, device=device)
+    kw = dict(size=size, bs=bs, device=device, classes=classes)
     for seed in (master_bar(seeds) if progress else seeds):
         def add(name, model, t_train, tail_ids, r=None):
-            r = r if r is not None else _score(model, val, size, bs, scales)
-            r1 = _score(model, val, size, bs, (1.0,))
+            r = r if r is not None else _score(model, val, size, bs, scales, classes)
+            r1 = _score(model, val, size, bs, (1.0,), classes)
             iou = r.table().set_index('name')['IoU']
             summary.append(dict(setting=name, seed=seed, miou=r.summary()['miou'], miou_1x=r1.summary()['miou'],
                                 tail_miou=float(np.nanmean(iou.loc[tail_ids])) if tail_ids else np.nan,
@@ -507,8 +518,8 @@ def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=
             return iou
         t = time.time(); m0 = train_tail_model(root, epochs=epochs, lr=lr, seed=seed, **kw)
         t_m0 = time.time() - t
-        iou0 = _iou(m0.model, train, size, bs, scales)                            # the bucket rule reads M0 on training data
-        b0 = class_buckets(freq, head, tail); b1 = adjust_buckets(b0, iou0, low, high); T = tail_classes(b1)
+        iou0 = _iou(m0.model, train, size, bs, scales, classes)                   # the bucket rule reads M0 on training data
+        b0 = class_buckets(freq, head, tail, classes); b1 = adjust_buckets(b0, iou0, low, high); T = tail_classes(b1)
         val0 = add(TAIL_ROWS[0], m0.model, t_m0, T)
         rows_seed = [dict(seed=seed, cls=c, fraction=freq[c], bucket=b0[c], baseline_iou=iou0[c], baseline_val_iou=val0[c],
                           final_bucket=b1[c]) for c in b0]
@@ -521,11 +532,11 @@ def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=
         for j in T:
             experts[j] = train_tail_model(root, epochs=ft_epochs, lr=ft_lr, seed=seed, tail=[j], p=p, levels=levels, init=init, **kw).model
         t_mr = time.time() - t
-        r_base = _restrict_on(m1.model, train, m1.model.classes, size, bs, scales)     # per-class scales, chosen on train
-        r_exp = {_class_id(j) for j, m in experts.items() if _restrict_on(m, train, [j], size, bs, scales)}
-        add(TAIL_ROWS[3], ClasswiseEnsemble(m1.model, experts), t_mr, T)
-        bucket_rows += [dict(r, restricted_base=_class_id(r['cls']) in r_base, restricted_expert=_class_id(r['cls']) in r_exp)
-                        for r in rows_seed]
+        r_base = _restrict_on(m1.model, train, list(classes), size, bs, scales, classes)   # per-class scales, chosen on train
+        r_exp = {_class_id(j, classes) for j, m in experts.items() if _restrict_on(m, train, [j], size, bs, scales, classes)}
+        add(TAIL_ROWS[3], ClasswiseEnsemble(m1.model, experts, classes), t_mr, T)
+        bucket_rows += [dict(r, restricted_base=_class_id(r['cls'], classes) in r_base,
+                             restricted_expert=_class_id(r['cls'], classes) in r_exp) for r in rows_seed]
     pc = pd.DataFrame(per_class); pc.index.name = 'class'
     return pd.DataFrame(summary), pc.reset_index(), pd.DataFrame(bucket_rows)
 
