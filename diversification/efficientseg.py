@@ -20,10 +20,10 @@ from .models import UNet, param_count
 from .segtrain import class_weights, WeightedCrossEntropy, seg_train_dls, seg_tta, mean_over_seeds, check_seg_model
 
 # %% auto #0
-__all__ = ['MBV3_LARGE', 'SEGMENTERS', 'EFFICIENTSEG_CLASS_WEIGHTS', 'EFFICIENTSEG_AUG', 'ES_ROWS', 'PAPER_TABLE1', 'Bneck',
-           'mbv3_block', 'conv_bn_act', 'EfficientSeg', 'build_segmenter', 'efficientseg_dls', 'step_schedule',
-           'efficientseg_learner', 'fit_step', 'flip_tta', 'FlipTTA', 'train_es_row', 'run_es_table', 'summarize_es',
-           'bench_segmenters']
+__all__ = ['MBV3_LARGE', 'SEGMENTERS', 'EFFICIENTSEG_CLASS_WEIGHTS', 'EFFICIENTSEG_AUG', 'ES_UNET', 'ES_ROWS', 'PAPER_TABLE1',
+           'Bneck', 'mbv3_block', 'conv_bn_act', 'EfficientSeg', 'build_segmenter', 'efficientseg_dls', 'step_schedule',
+           'efficientseg_learner', 'fit_step', 'flip_tta', 'FlipTTA', 'es_rows', 'train_es_row', 'run_es_table',
+           'summarize_es', 'bench_segmenters']
 
 # %% ../nbs/08_efficientseg.ipynb #967530a8
 @dataclass(frozen=True)
@@ -90,9 +90,11 @@ class EfficientSeg(nn.Module):
 
 # %% ../nbs/08_efficientseg.ipynb #9476e133
 SEGMENTERS = {
+    'efficientseg_1.0': partial(EfficientSeg, width=1.0),
     'efficientseg_1.5': partial(EfficientSeg, width=1.5),
     'efficientseg_6.0': partial(EfficientSeg, width=6.0),
-    'unet_baseline':    partial(UNet, base=64, halve=True),
+    'unet_es1.0':       partial(UNet, base=43, halve=True),    # the parameter count of EfficientSeg(1.0) (6.0M)
+    'unet_baseline':    partial(UNet, base=64, halve=True),    # the parameter count of EfficientSeg(1.5) (13.4M), the paper's pair
 }
 
 def build_segmenter(name: str, num_classes: int = 19, **kwargs) -> nn.Module:
@@ -157,12 +159,16 @@ class FlipTTA(nn.Module):
     def forward(self, x): return flip_tta(self.model, x)
 
 # %% ../nbs/08_efficientseg.ipynb #554357d8
-ES_ROWS = {
-    'EfficientSeg(1.5)':         dict(model='efficientseg_1.5', aug=True),
-    'EfficientSeg(1.5) w/o aug': dict(model='efficientseg_1.5', aug=False),
-    'U-Net':                     dict(model='unet_baseline', aug=True),
-    'U-Net w/o aug':             dict(model='unet_baseline', aug=False),
-}
+ES_UNET = {'1.5': 'unet_baseline', '1.0': 'unet_es1.0'}     # EfficientSeg width -> the U-Net with its parameter count
+
+def es_rows(width: str = '1.5') -> dict:
+    "The table's rows for EfficientSeg at `width` and the U-Net of equal parameters, each with and without the augmentation set."
+    if width not in ES_UNET: raise ValueError(f"`width` must be one of {list(ES_UNET)} (an EfficientSeg with an equal-parameter U-Net), got {width!r}")
+    es, un = f'efficientseg_{width}', ES_UNET[width]
+    return {f'EfficientSeg({width})': dict(model=es, aug=True), f'EfficientSeg({width}) w/o aug': dict(model=es, aug=False),
+            'U-Net': dict(model=un, aug=True), 'U-Net w/o aug': dict(model=un, aug=False)}
+
+ES_ROWS = es_rows('1.5')
 
 PAPER_TABLE1 = pd.DataFrame({   # the paper's Table 1: class IoU on the MiniCity test set (not ours)
     'class': CITYSCAPES_CLASSES,
@@ -185,25 +191,36 @@ def train_es_row(root, model: str, aug: bool, size=None, epochs: int = 10, bs: i
     return learn
 
 def run_es_table(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | None = None, bs: int = 8, n_extra: int = 20,
-                 device=None, progress: bool = True, classes: SegClasses | None = None, rare_classes=None, **kw):
+                 device=None, progress: bool = True, classes: SegClasses | None = None, rare_classes=None,
+                 equal_time: dict | None = None, **kw):
     """Train every row for every seed, score the val split with and without flip TTA: (summary, per-class IoU with TTA).
-    `root`: either layout; `classes` (default `seg_classes(root)`), `rare_classes` and `kw`: see `train_es_row`."""
+    `root`: either layout; `classes` (default `seg_classes(root)`), `rare_classes` and `kw`: see `train_es_row`.
+    `equal_time` (`{new row: (row, reference row)}`) adds, per seed, `row`'s model trained for the wall time `reference row`
+    took in that seed: its epochs are `epochs` scaled by the two rows' measured training times (at least 1)."""
     from fastprogress.fastprogress import master_bar
     from diversification.metrics import evaluate_segmenter
     rows = ES_ROWS if rows is None else rows
+    equal_time = equal_time or {}
+    bad = {k: v for k, v in equal_time.items() if len(v) != 2 or any(r not in rows for r in v)}
+    if bad: raise ValueError(f"`equal_time` must map new rows to (row, reference row) among {list(rows)}, got {bad}")
     classes = seg_classes(root, classes)
     val = seg_items(root, 'val')
     summary, per_class = [], {}
-    jobs = [(n, r, s) for n, r in rows.items() for s in seeds]
-    for name, r, seed in (master_bar(jobs) if progress else jobs):
-        t0 = time.time(); learn = train_es_row(root, **r, size=size, epochs=epochs, bs=bs, n_extra=n_extra, seed=seed, device=device,
+    def one(name, r, seed, ep):
+        t0 = time.time(); learn = train_es_row(root, **r, size=size, epochs=ep, bs=bs, n_extra=n_extra, seed=seed, device=device,
                                                  classes=classes, rare_classes=rare_classes, **kw)
         t_train = time.time() - t0
         single = evaluate_segmenter(learn.model, val, bs=bs, size=size, classes=classes)
         tta = evaluate_segmenter(FlipTTA(learn.model), val, bs=bs, size=size, classes=classes)
-        summary.append(dict(setting=name, seed=seed, params=param_count(learn.model), miou=single.summary()['miou'],
-                            miou_flip=tta.summary()['miou'], pixel_acc=tta.summary()['pixel_acc'], train_s=t_train))
+        summary.append(dict(setting=name, seed=seed, params=param_count(learn.model), epochs=ep, steps=ep * len(learn.dls.train),
+                            miou=single.summary()['miou'], miou_flip=tta.summary()['miou'], pixel_acc=tta.summary()['pixel_acc'],
+                            train_s=t_train))
         per_class[f'{name} (seed {seed})'] = tta.table().set_index('name')['IoU']
+    jobs = [(n, r, s, None) for n, r in rows.items() for s in seeds] + [(n, rows[v[0]], s, v) for n, v in equal_time.items() for s in seeds]
+    for name, r, seed, ref in (master_bar(jobs) if progress else jobs):
+        if ref is None: one(name, r, seed, epochs); continue
+        t = {x['setting']: x['train_s'] for x in summary if x['seed'] == seed}
+        one(name, r, seed, max(1, round(epochs * t[ref[1]] / t[ref[0]])))
     pc = pd.DataFrame(per_class); pc.index.name = 'class'
     return pd.DataFrame(summary), pc.reset_index()
 

@@ -454,8 +454,8 @@ TAIL_ROWS = ('Baseline (M0)', 'Level-0 tail CutMix (M1)', 'M1 fine-tuned, no mix
 
 def train_tail_model(root, size=None, epochs: int = 24, lr: float = 2e-3, seed: int = 0, tail=(), p: float = 0.5, levels=(0,),
                      init: dict | None = None, bs: int = 8, device=None, progress: bool = False, weights: dict | None = None,
-                     classes: SegClasses | None = None, **kwargs):
-    """Train `tail_model()` (from `init` weights when given) with tail CutMix of `tail` classes; return the Learner. `classes`: the
+                     classes: SegClasses | None = None, mid: int = 128, **kwargs):
+    """Train `tail_model(mid=mid)` (from `init` weights when given) with tail CutMix of `tail` classes; return the Learner. `classes`: the
     masks' description (default `seg_classes(root)`). The loss is plain cross-entropy (the paper argues against re-weighting);
     `weights` (`{class: weight}`) re-weights it."""
     from fastai.learner import Learner
@@ -465,7 +465,7 @@ def train_tail_model(root, size=None, epochs: int = 24, lr: float = 2e-3, seed: 
     set_seed(seed)
     classes = seg_classes(root, classes)
     dls = tail_cutmix_dls(root, tail, p, levels, size=size, bs=bs, seed=seed, device=device, classes=classes, **kwargs)
-    model = tail_model(num_classes=len(classes), classes=classes)
+    model = tail_model(num_classes=len(classes), mid=mid, classes=classes)
     if init is not None: model.load_state_dict(init)
     learn = Learner(dls, model, loss_func=WeightedCrossEntropy(class_weights(weights, classes) if weights else None), opt_func=Adam)
     with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit_one_cycle(epochs, lr)
@@ -496,7 +496,8 @@ def _restrict_on(model: ScaleAttention, items, names, size, bs, scales, classes=
 
 def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=(0,), p: float = 0.5, levels=(1, 2, 3),
                    head: float = 0.05, tail: float = 0.005, low: float = 0.25, high: float = 0.5, scales=(0.5, 1.0, 2.0),
-                   bs: int = 8, lr: float = 2e-3, ft_lr: float = 5e-4, device=None, progress: bool = True, classes: SegClasses | None = None):
+                   bs: int = 8, lr: float = 2e-3, ft_lr: float = 5e-4, device=None, progress: bool = True, classes: SegClasses | None = None,
+                   mid: int = 128):
     """The experiment above for every seed: (summary per row and seed, per-class IoU, buckets per seed); `classes`: the masks'
     description (default `seg_classes(root)`). The bucket rule and the class-wise ensemble's per-class scale restriction read
     the models on the training images, never on `val`."""
@@ -505,7 +506,7 @@ def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=
     train, val = seg_items(root, 'train'), seg_items(root, 'val')
     freq = class_frequency_table(train, classes=classes).fraction
     summary, per_class, bucket_rows = [], {}, []
-    kw = dict(size=size, bs=bs, device=device, classes=classes)
+    kw = dict(size=size, bs=bs, device=device, classes=classes, mid=mid)
     for seed in (master_bar(seeds) if progress else seeds):
         def add(name, model, t_train, tail_ids, r=None):
             r = r if r is not None else _score(model, val, size, bs, scales, classes)
