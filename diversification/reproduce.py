@@ -68,12 +68,12 @@ SIZES = {
     'full':  dict(cls_n=50, cls_epochs=40, seeds=(0, 1, 2), seg_data=(200, 100, 64, 128), seg_epochs=40, unet_base=32,
                   am_epochs=100, am_test_n=None, am_sweeps=True, sa_epochs=80, sa_model='hrnet_w18_small', sa_ocr=(64, 32),
                   es_epochs=24, es_extra=20,
-                  su_epochs=50, su_test_n=None, su_robust=500, su_ablation=('cutmix',), su_kinds=su.MIXERS,
+                  su_epochs=100, su_test_n=None, su_robust=500, su_ablation=('cutmix',), su_kinds=su.MIXERS,
                   tc_epochs=80, tc_ft=10, tc_mid=64, en_members=en.CLS_MEMBERS, en_epochs=50, experiments=None),
 }
 # `full` on a CUDA device: larger resolution, more epochs and seeds (applied by `RunConfig`, recorded as `scaled_for`)
 CUDA_FULL = dict(seeds=(0, 1, 2, 3, 4), seg_data=(200, 100, 256, 512), seg_epochs=120, unet_base=32, cls_epochs=80,
-                 am_epochs=100, sa_epochs=80, es_epochs=80, su_epochs=60, tc_epochs=80, tc_ft=10, en_epochs=60)
+                 am_epochs=100, sa_epochs=80, es_epochs=80, su_epochs=100, tc_epochs=80, tc_ft=10, en_epochs=60)
 
 @dataclass
 class RunConfig:
@@ -470,7 +470,7 @@ def _size_note(cfg: RunConfig) -> str:
     if cfg.size == 'ci': return " The `ci` size only checks the wiring: its models are not trained to convergence and its numbers mean nothing."
     if cfg.size == 'quick': return (" The `quick` size trains a reduced design (one seed, small models and resolution) to the end of a schedule"
                                     " sized for minutes on 2 CPU cores: the U-Net's loss is flat, the classifiers' still falls slowly (126 steps;"
-                                    " the 350-step full run scores 3-4 points higher; see the loss plots). With one seed it gives no verdicts:"
+                                    " the full size trains them 700 steps, to flat curves; see the loss plots). With one seed it gives no verdicts:"
                                     " every claim is `unresolved`. The verdicts are the `--full` size's (3 or more seeds) and the saved runs'"
                                     " (`results/claims.csv`).")
     return ''
