@@ -550,8 +550,8 @@ def class_frequency_table(items, num_classes: int = 19, class_names=CITYSCAPES_C
     "Per-class pixel count, pixel fraction and image count over `(image, mask)` items, as a pandas DataFrame (`classes`: the masks' description, its names and number)."
     import pandas as pd
     if classes is not None: num_classes, class_names = len(classes), list(classes)
-    masks = ([labelids_to_trainids(np.asarray(open_image(m, None)), m) for _, m in items] if classes is None
-             else [classes.encode(_mask_array(m, classes), m) for _, m in items])
+    enc = CITYSCAPES if classes is None else classes
+    masks = [enc.encode(_mask_array(m, enc), m) for _, m in items]
     px, im = class_pixel_counts(masks, num_classes), class_image_counts(masks, num_classes)
     return pd.DataFrame(dict(cls=class_names, pixels=px, fraction=px/max(px.sum(), 1), images=im)).set_index('cls')
 
