@@ -170,7 +170,7 @@ def bench_ensemble_memory(k: int = 3, size=(1024, 2048), scales=(0.75, 1.0, 1.25
     return df
 
 # %% ../nbs/11_ensemble.ipynb #841c0f01
-# Four backbones (three ResNet depths, a RegNet) that train at 28 px from scratch in 350 steps. EfficientNet-B0 was a
+# Four backbones (three ResNet depths, a RegNet) that train at 28 px from scratch in 700 steps. EfficientNet-B0 was a
 # member: at 28 px 11 of its 16 blocks see <= 2x2 px and it reached 0.39-0.43 where the ResNets reached 0.79-0.81; at a
 # size it trains under (>= 56 px) it alone would cost more than the other four together on 2 CPU cores, so it is left out.
 CLS_MEMBERS = ('resnet10t', 'resnet14t', 'regnetx_004', 'resnet18')

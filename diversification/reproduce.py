@@ -69,11 +69,11 @@ SIZES = {
                   am_epochs=100, am_test_n=None, am_sweeps=True, sa_epochs=80, sa_model='hrnet_w18_small', sa_ocr=(64, 32),
                   es_epochs=24, es_extra=20,
                   su_epochs=100, su_test_n=None, su_robust=500, su_ablation=('cutmix',), su_kinds=su.MIXERS,
-                  tc_epochs=80, tc_ft=10, tc_mid=64, en_members=en.CLS_MEMBERS, en_epochs=50, experiments=None),
+                  tc_epochs=80, tc_ft=10, tc_mid=64, en_members=en.CLS_MEMBERS, en_epochs=100, experiments=None),
 }
 # `full` on a CUDA device: larger resolution, more epochs and seeds (applied by `RunConfig`, recorded as `scaled_for`)
 CUDA_FULL = dict(seeds=(0, 1, 2, 3, 4), seg_data=(200, 100, 256, 512), seg_epochs=120, unet_base=32, cls_epochs=80,
-                 am_epochs=100, sa_epochs=80, es_epochs=80, su_epochs=100, tc_epochs=80, tc_ft=10, en_epochs=60)
+                 am_epochs=100, sa_epochs=80, es_epochs=80, su_epochs=100, tc_epochs=80, tc_ft=10, en_epochs=100)
 
 @dataclass
 class RunConfig:
