@@ -1,10 +1,12 @@
 """Throughput of AugMix on CPU: our batched `diversification.ops` (after, and before the issue-20 rewrite) vs timm's and
 torchvision's per-image AugMix, the single ops, the view share of a 28 px AugMix + Mixup training step, and seg-AugMix views.
 
-Run from the repository root:  python bench/bench_augmix.py [--reps 3] [--json out.json] [--quick]
+Run from the repository root:  python bench/bench_augmix.py [--reps 3] [--json out.json] [--quick] [--before COMMIT]
 Images are the real photo crops of tests/fixtures/photos resized to `size` x `size`, cycled to fill the batch.
-"before" is `diversification/ops.py` as of commit 2925559 (read with `git show`), run on the same inputs in the same process.
-Nothing here is asserted: the numbers depend on the machine and its load.
+"before" is `diversification/ops.py` as of commit 2925559 (the ops before the issue-20 rewrite; `--before` names another
+commit), read with `git show` and run on the same inputs in the same process.
+The implementations are timed in turns (one run of each per round). Nothing here is asserted: the numbers depend on
+the machine and its load.
 """
 import argparse, json, os, platform, statistics, subprocess, sys, time, types
 from pathlib import Path
@@ -16,14 +18,15 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from diversification import ops as after  # noqa: E402
+from diversification.core import to_float  # noqa: E402
 
 PHOTOS = ROOT / 'tests' / 'fixtures' / 'photos'
 BEFORE_COMMIT = '2925559'
 
 
-def load_before() -> types.ModuleType | None:
-    "The ops module before the rewrite (from git), or None where git or the commit is unavailable."
-    try: src = subprocess.run(['git', '-C', str(ROOT), 'show', f'{BEFORE_COMMIT}:diversification/ops.py'], capture_output=True, text=True, check=True).stdout
+def load_before(commit: str = BEFORE_COMMIT) -> types.ModuleType | None:
+    "The ops module as of `commit` (from git), or None where git or the commit is unavailable."
+    try: src = subprocess.run(['git', '-C', str(ROOT), 'show', f'{commit}:diversification/ops.py'], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError): return None
     mod = types.ModuleType('ops_before'); sys.modules['ops_before'] = mod
     exec(compile(src.replace('from .core import', 'from diversification.core import'), 'ops_before.py', 'exec'), mod.__dict__)
@@ -51,6 +54,17 @@ def seconds(fn, reps: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def rates_interleaved(fns: dict, batch: int, reps: int) -> dict:
+    """images/s of each of `fns` (median of `reps`), timed in turns (one run of each per round), so load that comes and
+    goes on a shared machine falls on all of them alike."""
+    for f in fns.values(): f()
+    times = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, f in fns.items():
+            t0 = time.perf_counter(); f(); times[k].append(time.perf_counter() - t0)
+    return {k: batch / statistics.median(v) for k, v in times.items()}
+
+
 def bench_augmix(before, size: int, batch: int, threads: int, reps: int) -> dict:
     "images/s of one AugMix view of a batch: ours after and before, timm (PIL) and torchvision (uint8 tensors), per image."
     from timm.data.auto_augment import augment_and_mix_transform
@@ -64,7 +78,7 @@ def bench_augmix(before, size: int, batch: int, threads: int, reps: int) -> dict
     fns = {'after': lambda: after.augmix(x, severity=3, width=3, depth=-1, alpha=1.0, generator=0),
            'timm': lambda: [timm_t(im) for im in ims], 'torchvision': lambda: [tv_t(img) for img in x]}
     if before is not None: fns['before'] = lambda: before.augmix(x, severity=3, width=3, depth=-1, alpha=1.0, generator=0)
-    return {k: batch / seconds(f, reps) for k, f in fns.items()}
+    return rates_interleaved(fns, batch, reps)
 
 
 MAGS = {'posterize': 3., 'solarize': 128., 'rotate': 13., 'shear_x': 0.2, 'shear_y': -0.2, 'translate_x': 9., 'translate_y': -9.}
@@ -76,8 +90,9 @@ def bench_ops(before, size: int, batch: int, reps: int) -> dict:
     out = {}
     for i, name in enumerate(after.AUGMIX_OPS):
         idx, mag = torch.full((batch,), i), torch.full((batch,), MAGS.get(name, 1.6), dtype=torch.float64)
-        out[name] = {'after': batch / seconds(lambda: after.apply_op_batch(x, idx, mag), reps)}
-        if before is not None: out[name]['before'] = batch / seconds(lambda: before.apply_op_batch(x, idx, mag), reps)
+        fns = {'after': lambda: after.apply_op_batch(x, idx, mag)}
+        if before is not None: fns['before'] = lambda: before.apply_op_batch(x, idx, mag)
+        out[name] = rates_interleaved(fns, batch, reps)
     return out
 
 
@@ -85,7 +100,7 @@ def bench_step(before, reps: int) -> dict:
     "The view share of an AugMix + Mixup step of ResNet-10t on 64 greyscale 28 px images (`step_cost`), after and before."
     import diversification.augmix_mixup as am
     from diversification.models import timm_classifier
-    x = am.to_float(as_batch(load_photos(64, 28, 'L')))
+    x = to_float(as_batch(load_photos(64, 28, 'L')))
     y = torch.arange(64) % 10
     res = {}
     for k, fn in (('after', after.augmix), ('before', None if before is None else before.augmix)):
@@ -100,7 +115,7 @@ def bench_step(before, reps: int) -> dict:
 def bench_seg(before, batch: int, reps: int, hw=(128, 256)) -> dict:
     "images/s of the two seg-AugMix views of `SegAugMixJSD` (float input, as the callback gets it), after and before."
     import diversification.seg_augmix as sa
-    x = sa.to_float(as_batch(load_photos(batch, 0, hw=hw)))
+    x = to_float(as_batch(load_photos(batch, 0, hw=hw)))
     res = {}
     for k, mod in (('after', after), ('before', before)):
         if mod is None: continue
@@ -110,10 +125,10 @@ def bench_seg(before, batch: int, reps: int, hw=(128, 256)) -> dict:
     return res
 
 
-def run(reps: int = 3, quick: bool = False) -> dict:
-    before = load_before()
+def run(reps: int = 3, quick: bool = False, before_commit: str = BEFORE_COMMIT) -> dict:
+    before = load_before(before_commit)
     res = dict(info=dict(cpu_count=os.cpu_count(), torch=torch.__version__, machine=platform.machine(), reps=reps,
-                         before=f'diversification/ops.py at {BEFORE_COMMIT}' if before else None), augmix=[], ops={})
+                         before=f'diversification/ops.py at {before_commit}' if before else None), augmix=[], ops={})
     for size in (224, 32):
         for batch in ((64,) if quick else (64, 256)):
             for threads in ((2,) if quick else (1, 2)):
@@ -157,8 +172,9 @@ def main():
     ap.add_argument('--reps', type=int, default=3)
     ap.add_argument('--quick', action='store_true', help='batch 64 and 2 threads only')
     ap.add_argument('--json', type=str, default=None, help='also write the results to this JSON file')
+    ap.add_argument('--before', type=str, default=BEFORE_COMMIT, help='the commit whose ops.py is timed as "before"')
     a = ap.parse_args()
-    res = run(a.reps, a.quick)
+    res = run(a.reps, a.quick, a.before)
     print(report(res))
     if a.json: Path(a.json).write_text(json.dumps(res, indent=2))
 

@@ -31,11 +31,11 @@ def _f64(device: torch.device) -> torch.dtype:
     "float64 where the device supports it (not Apple MPS), else float32."
     return torch.float32 if device.type == 'mps' else torch.float64
 
-_CPU_CHUNK = 1 << 21    # uint8 elements of AugMix work per chunk on the CPU (a few MB: stays in cache, memory is reused)
+_CPU_CHUNK = 1 << 22    # uint8 elements of AugMix work per chunk and torch thread on the CPU (a few MB: stays in cache, memory is reused)
 
 def _chunks(n: int, per_item: int, device: torch.device) -> list[slice]:
-    "Slices covering `range(n)`, about `_CPU_CHUNK` elements (`per_item` each) per slice on the CPU; one slice elsewhere."
-    k = n if device.type != 'cpu' else max(1, _CPU_CHUNK // max(per_item, 1))
+    "Slices covering `range(n)`, about `_CPU_CHUNK` elements (`per_item` each) per torch thread and slice on the CPU; one slice elsewhere."
+    k = n if device.type != 'cpu' else max(1, _CPU_CHUNK * torch.get_num_threads() // max(per_item, 1))
     return [slice(i, min(i + k, n)) for i in range(0, n, k)]
 
 # %% ../nbs/02_ops.ipynb #8d0cc67c
@@ -211,15 +211,25 @@ def _gather_nearest(img: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> to
     if img.ndim == 3: return img.flatten(1).gather(1, idx).view_as(img)
     return img.flatten(2).gather(2, idx[:, None].expand(-1, img.shape[1], -1)).view_as(img)
 
-def _bilinear(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-    "PIL's bilinear filter at the sample points: border pixels repeat; `uint8` results are truncated."
-    H, W = x.shape[-2:]
+def _bilinear(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    "PIL's bilinear filter under (B, 6) inverse maps `m`: border pixels repeat; `uint8` results are truncated."
+    B, C, H, W = x.shape
     xf = x.float() if x.dtype == torch.uint8 else x
-    grid = torch.stack([xs * (2 / W) - 1, ys * (2 / H) - 1], -1).to(xf.dtype)   # grid_sample samples at xs - 0.5
-    out = torch.nn.functional.grid_sample(xf, grid, mode='bilinear', padding_mode='border', align_corners=False)
+    # the PIL map on pixel centres, rewritten on grid_sample's [-1, 1] coordinates: one float32 affine_grid, no per-pixel float64
+    a, b, c, d, e, f = m.to(_f64(x.device)).reshape(-1, 6).unbind(1)
+    theta = torch.stack([a, b * (H / W), a + b * (H / W) + c * (2 / W) - 1,
+                         d * (W / H), e, d * (W / H) + e + f * (2 / H) - 1], 1).view(B, 2, 3).to(xf.dtype)
+    grid = F.affine_grid(theta, [B, C, H, W], align_corners=False)
+    out = F.grid_sample(xf, grid, mode='bilinear', padding_mode='border', align_corners=False)
     if x.dtype != torch.uint8: return out
-    # grid_sample weights sum to 1 only up to float32 rounding: the small epsilon keeps flat regions exact
-    return out.add_(1e-3).clamp_(0, 255).to(torch.uint8)
+    # grid_sample weights sum to 1 only up to float32 rounding: the small epsilon keeps flat regions exact (and < 256)
+    return out.add_(1e-3).to(torch.uint8)
+
+def _fill_outside_(t: torch.Tensor, valid: torch.Tensor, fill) -> torch.Tensor:
+    "`t` where `valid` (broadcast over channels), `fill` elsewhere, in place: a multiply, on the CPU far cheaper than `masked_fill_`."
+    t.mul_(valid)
+    if fill: t.add_((~valid).to(t.dtype) * (fill if t.is_floating_point() else int(fill)))
+    return t
 
 def affine(x: torch.Tensor, matrices, mode: str = 'bilinear', fill: float = 0, mask: torch.Tensor | None = None,
            ignore_index: int = 255):
@@ -232,8 +242,8 @@ def affine(x: torch.Tensor, matrices, mode: str = 'bilinear', fill: float = 0, m
     if mask is not None: mask = check_mask_batch(mask, x)
     xs, ys = _sample_points(matrices, H, W, x.device)
     valid = (xs >= 0) & (xs < W) & (ys >= 0) & (ys < H)
-    out = _gather_nearest(x, xs, ys) if mode == 'nearest' else _bilinear(x, xs, ys)
-    out = out.masked_fill_(~valid[:, None], fill)
+    out = _gather_nearest(x, xs, ys) if mode == 'nearest' else _bilinear(x, matrices.to(x.device))
+    out = _fill_outside_(out, valid[:, None], fill)
     if mask is None: return out
     return out, _gather_nearest(mask, xs, ys).masked_fill_(~valid, ignore_index)
 
@@ -266,7 +276,7 @@ def _shear(x: torch.Tensor, f: torch.Tensor, dim: int, mask=None, fill=0, ignore
         v0 = v0.float()
         out = v1.float().sub_(v0).mul_(a).add_(v0).to(torch.uint8)
     else: out = torch.lerp(v0, v1, a)
-    out = out.masked_fill_(~valid, fill)
+    out = _fill_outside_(out, valid, fill)
     if mask is None: return out
     j = along(torch.arange(L, device=x.device)) + line((s + 0.5).floor().long())  # nearest: floor(pos)
     return out, mask.gather(dim - 1, j[:, 0].clamp_(0, L - 1)).masked_fill_(~valid[:, 0], ignore_index)
@@ -390,15 +400,25 @@ def apply_op_batch(x: torch.Tensor, op_idx, magnitude, ops=AUGMIX_OPS, mask=None
     _apply_grouped_(out, op_idx, magnitude, pool, mask, ignore_index)
     return out if mask is None else (out, mask)
 
+_SMALL_IMAGE = 1 << 14    # elements per image under which `_apply_grouped_` gathers a group with one index_select
+
 def _apply_grouped_(x: torch.Tensor, op_idx: torch.Tensor, magnitude: torch.Tensor, pool: tuple, mask=None, ignore_index: int = 255):
     "In place: sample `b` of `x` (and `mask`) gets op `pool[op_idx[b]]`; each op runs once, on all the samples that drew it."
     groups = {}
     for b, i in enumerate(op_idx.tolist()):
         if i >= 0 and pool[i].name != 'identity': groups.setdefault(i, []).append(b)
-    # per-sample copies in and out: on the CPU far cheaper than index_select/index_copy_ over whole images
-    take = lambda t, sel: t if len(sel) == t.shape[0] else torch.stack([t[b] for b in sel])
+    # consecutive samples are a view (the ops never write to their input); others are gathered and written back with
+    # index_select/index_copy_ for small images, and with per-sample copies for large ones (on the CPU far cheaper there)
+    small = x[0].numel() < _SMALL_IMAGE
+    run = lambda sel: sel[-1] - sel[0] == len(sel) - 1
+    def take(t, sel):
+        if run(sel): return t[sel[0]:sel[-1] + 1]
+        return t.index_select(0, torch.tensor(sel, device=t.device)) if small else torch.stack([t[b] for b in sel])
     def put(t, sel, o):
-        for j, b in enumerate(sel): t[b].copy_(o[j])
+        if run(sel): t[sel[0]:sel[-1] + 1].copy_(o)
+        elif small: t.index_copy_(0, torch.tensor(sel, device=t.device), o)
+        else:
+            for j, b in enumerate(sel): t[b].copy_(o[j])
     for i, sel in groups.items():
         op, mag = pool[i], magnitude[sel]
         if mask is not None and op.geometric:
@@ -458,11 +478,16 @@ def apply_augmix(x: torch.Tensor, params: AugMixParams) -> torch.Tensor:
     rows = torch.cat([torch.full((B, 1, params.op_idx.shape[2]), -1), params.op_idx], 1)    # row 0: the image itself
     mags = torch.cat([torch.zeros(B, 1, params.magnitude.shape[2], dtype=params.magnitude.dtype), params.magnitude], 1)
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    for s in _chunks(B, (width + 1) * x[0].numel(), x.device):
+    chunks = _chunks(B, (width + 1) * x[0].numel(), x.device)
+    k = chunks[0].stop                                              # images per chunk: float buffers allocated once, reused
+    wf = torch.empty((k, width + 1, x[0].numel()), dtype=dt, device=x.device)
+    mf = torch.empty((k, 1, x[0].numel()), dtype=dt, device=x.device)
+    for s in chunks:
+        n = s.stop - s.start
         # the image and its `width` chains side by side: each chain step is one grouped pass over all of them
         work = q[s, None].expand(-1, width + 1, -1, -1, -1).contiguous().view(-1, *x.shape[1:])
         for d in range(params.op_idx.shape[2]): _apply_grouped_(work, rows[s, :, d].flatten(), mags[s, :, d].flatten(), pool)
-        mix = torch.bmm(coef[s], work.view(s.stop - s.start, width + 1, -1).to(dt)).view(-1, *x.shape[1:])   # m*x + (1-m)*sum_k w_k*chain_k
+        mix = torch.bmm(coef[s], wf[:n].copy_(work.view(n, width + 1, -1)), out=mf[:n]).view(-1, *x.shape[1:])   # m*x + (1-m)*sum_k w_k*chain_k
         out[s] = mix.round_().clamp_(0, 255) if x.dtype == torch.uint8 else mix.div_(255).clamp_(0, 1)
     return out
 
