@@ -45,15 +45,6 @@ def as_batch(ims) -> torch.Tensor:
     return torch.from_numpy(a[..., None] if a.ndim == 3 else a).permute(0, 3, 1, 2).contiguous()   # (B, C, H, W) uint8
 
 
-def seconds(fn, reps: int, warmup: int = 1) -> float:
-    "Median seconds of `fn()` over `reps` timed runs after `warmup` runs."
-    for _ in range(warmup): fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def rates_interleaved(fns: dict, batch: int, reps: int) -> dict:
     """images/s of each of `fns` (median of `reps`), timed in turns (one run of each per round), so load that comes and
     goes on a shared machine falls on all of them alike."""
@@ -116,13 +107,12 @@ def bench_seg(before, batch: int, reps: int, hw=(128, 256)) -> dict:
     "images/s of the two seg-AugMix views of `SegAugMixJSD` (float input, as the callback gets it), after and before."
     import diversification.seg_augmix as sa
     x = to_float(as_batch(load_photos(batch, 0, hw=hw)))
-    res = {}
-    for k, mod in (('after', after), ('before', before)):
-        if mod is None: continue
+    def views(mod):
         sa.apply_augmix = mod.apply_augmix
-        res[k] = batch / seconds(lambda: sa.seg_augmix(x, None, 2, generator=0), reps)
-    sa.apply_augmix = after.apply_augmix
-    return res
+        return sa.seg_augmix(x, None, 2, generator=0)
+    fns = {k: (lambda mod=mod: views(mod)) for k, mod in (('after', after), ('before', before)) if mod is not None}
+    try: return rates_interleaved(fns, batch, reps)
+    finally: sa.apply_augmix = after.apply_augmix
 
 
 def run(reps: int = 3, quick: bool = False, before_commit: str = BEFORE_COMMIT) -> dict:

@@ -410,22 +410,25 @@ def _apply_grouped_(x: torch.Tensor, op_idx: torch.Tensor, magnitude: torch.Tens
     # consecutive samples are a view (the ops never write to their input); others are gathered and written back with
     # index_select/index_copy_ for small images, and with per-sample copies for large ones (on the CPU far cheaper there)
     small = x[0].numel() < _SMALL_IMAGE
-    run = lambda sel: sel[-1] - sel[0] == len(sel) - 1
-    def take(t, sel):
-        if run(sel): return t[sel[0]:sel[-1] + 1]
-        return t.index_select(0, torch.tensor(sel, device=t.device)) if small else torch.stack([t[b] for b in sel])
-    def put(t, sel, o):
-        if run(sel): t[sel[0]:sel[-1] + 1].copy_(o)
-        elif small: t.index_copy_(0, torch.tensor(sel, device=t.device), o)
+    def rows(sel):
+        "How samples `sel` are addressed, decided once per group: a slice, an index tensor (small images) or the list."
+        if sel[-1] - sel[0] == len(sel) - 1: return slice(sel[0], sel[-1] + 1)
+        return torch.tensor(sel, device=x.device) if small else sel
+    def take(t, r):
+        if isinstance(r, slice): return t[r]
+        return t.index_select(0, r) if torch.is_tensor(r) else torch.stack([t[b] for b in r])
+    def put(t, r, o):
+        if isinstance(r, slice): t[r].copy_(o)
+        elif torch.is_tensor(r): t.index_copy_(0, r, o)
         else:
-            for j, b in enumerate(sel): t[b].copy_(o[j])
+            for j, b in enumerate(r): t[b].copy_(o[j])
     for i, sel in groups.items():
-        op, mag = pool[i], magnitude[sel]
+        op, mag, r = pool[i], magnitude[sel], rows(sel)
         if mask is not None and op.geometric:
-            o, mo = op.fn(take(x, sel), mag, mask=take(mask, sel), ignore_index=ignore_index)
-            put(mask, sel, mo)
-        else: o = op.fn(take(x, sel), mag)
-        put(x, sel, o)
+            o, mo = op.fn(take(x, r), mag, mask=take(mask, r), ignore_index=ignore_index)
+            put(mask, r, mo)
+        else: o = op.fn(take(x, r), mag)
+        put(x, r, o)
 
 # %% ../nbs/02_ops.ipynb #9dd68ce5
 @dataclass
