@@ -183,10 +183,10 @@ def train_es_row(root, model: str, aug: bool, size=None, epochs: int = 10, bs: i
     see `efficientseg_dls`; `weights`: see `efficientseg_learner`."""
     import contextlib
     from fastai.callback.progress import ProgressCallback  # noqa: F401  (patches Learner.no_bar)
-    from diversification.core import set_seed
+    from diversification.core import set_seed, ValidateAtEnd
     set_seed(seed)
     dls = efficientseg_dls(root, size=size, bs=bs, n_extra=n_extra, rare_classes=rare_classes, aug=aug, seed=seed, device=device, classes=classes)
-    learn = efficientseg_learner(dls, build_segmenter(model, num_classes=dls.c), weights=weights)
+    learn = efficientseg_learner(dls, build_segmenter(model, num_classes=dls.c), weights=weights, cbs=ValidateAtEnd())   # validate once, at the end
     with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): fit_step(learn, epochs, lr, milestones)
     return learn
 

@@ -227,14 +227,15 @@ def load_seg_row(path) -> HRNetOCR:
 
 def train_seg_rows(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | None = None, model: str = 'hrnet_w18', bs: int = 4,
                    lr: float = 0.01, ocr_mid: int = 128, key_ch: int = 64, min_kept: int = 20_000, store=None, progress: bool = True,
-                   classes: SegClasses | None = None) -> dict:
+                   classes: SegClasses | None = None, on_fit=None) -> dict:
     """Train every row's model for every seed on `root`'s train split, on the base pipeline (`seg_train_dls`):
-    `{(row, seed): (model, training seconds)}`. With a
+    `{(row, seed): (model, training seconds)}`. `on_fit(row, seed, learn)` is called after each training (e.g. to keep
+    its loss curve with `train.epoch_losses`); validation runs once, after the last epoch. With a
     `store` folder each model is saved there (`seg_row_path`), and a model already saved with the same configuration is
     loaded instead of trained again (resume; reuse by the ensemble notebook). `root`: either layout; `classes`: the
     masks' description (default `seg_classes(root)`)."""
     from fastprogress.fastprogress import master_bar
-    from diversification.core import load_or_train
+    from diversification.core import load_or_train, ValidateAtEnd
     rows, classes = SEG_ROWS if rows is None else rows, seg_classes(root, classes)
     own = {} if list(classes) == CITYSCAPES_CLASSES else dict(num_classes=len(classes), classes=classes.to_dict())   # saved Cityscapes configs unchanged
     out, jobs = {}, [(n, r, s) for n, r in rows.items() for s in seeds]
@@ -244,20 +245,23 @@ def train_seg_rows(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | N
         cfg = dict(root=str(root), row=name, **r, **arch, size=size, epochs=epochs, seed=seed, bs=bs, lr=lr, min_kept=min_kept,
                    pipeline=dict(crop_frac=SEG_CROP_FRAC, **SEG_BASE_AUG), **own)
         learn = seg_row_learner(dls, **r, **arch, seed=seed, min_kept=min_kept)
-        def train(learn=learn):
+        def train(learn=learn, name=name, seed=seed):
+            learn.add_cb(ValidateAtEnd())
             with learn.no_logging(), learn.no_bar(): fit_poly(learn, epochs, lr)
+            if on_fit is not None: on_fit(name, seed, learn)
             return learn.model
         out[name, seed] = load_or_train(seg_row_path(store, name, seed) if store else None, learn.model, cfg, train)
     return out
 
 def run_seg_table(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | None = None, model: str = 'hrnet_w18',
                   bs: int = 4, lr: float = 0.01, ocr_mid: int = 128, key_ch: int = 64, min_kept: int = 20_000,
-                  tta_scales=(0.75, 1.0, 1.25), store=None, progress: bool = True, classes: SegClasses | None = None):
+                  tta_scales=(0.75, 1.0, 1.25), store=None, progress: bool = True, classes: SegClasses | None = None, on_fit=None):
     """Train (`train_seg_rows`, with its `store`) every row for every seed on `root`'s train split and score val:
-    (summary DataFrame, per-class IoU DataFrame). `classes`: the masks' description (default `seg_classes(root)`)."""
+    (summary DataFrame, per-class IoU DataFrame). `classes`: the masks' description (default `seg_classes(root)`);
+    `on_fit`: see `train_seg_rows`."""
     from diversification.metrics import evaluate_segmenter
     classes = seg_classes(root, classes)
-    models = train_seg_rows(root, size, epochs, seeds, rows, model, bs, lr, ocr_mid, key_ch, min_kept, store, progress, classes)
+    models = train_seg_rows(root, size, epochs, seeds, rows, model, bs, lr, ocr_mid, key_ch, min_kept, store, progress, classes, on_fit)
     val = seg_items(root, 'val')
     summary, per_class = [], {}
     for (name, seed), (net, t_train) in models.items():

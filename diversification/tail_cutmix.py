@@ -461,13 +461,14 @@ def train_tail_model(root, size=None, epochs: int = 24, lr: float = 2e-3, seed: 
     from fastai.learner import Learner
     from fastai.optimizer import Adam
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle and, with it, no_bar)
-    from diversification.core import set_seed
+    from diversification.core import set_seed, ValidateAtEnd
     set_seed(seed)
     classes = seg_classes(root, classes)
     dls = tail_cutmix_dls(root, tail, p, levels, size=size, bs=bs, seed=seed, device=device, classes=classes, **kwargs)
     model = tail_model(num_classes=len(classes), mid=mid, classes=classes)
     if init is not None: model.load_state_dict(init)
-    learn = Learner(dls, model, loss_func=WeightedCrossEntropy(class_weights(weights, classes) if weights else None), opt_func=Adam)
+    learn = Learner(dls, model, loss_func=WeightedCrossEntropy(class_weights(weights, classes) if weights else None), opt_func=Adam,
+                    cbs=ValidateAtEnd())   # the validation loss once, after the last epoch (the chain over 3 scales is costly)
     with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit_one_cycle(epochs, lr)
     return learn
 
@@ -497,10 +498,11 @@ def _restrict_on(model: ScaleAttention, items, names, size, bs, scales, classes=
 def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=(0,), p: float = 0.5, levels=(1, 2, 3),
                    head: float = 0.05, tail: float = 0.005, low: float = 0.25, high: float = 0.5, scales=(0.5, 1.0, 2.0),
                    bs: int = 8, lr: float = 2e-3, ft_lr: float = 5e-4, device=None, progress: bool = True, classes: SegClasses | None = None,
-                   mid: int = 128):
+                   mid: int = 128, on_fit=None):
     """The experiment above for every seed: (summary per row and seed, per-class IoU, buckets per seed); `classes`: the masks'
     description (default `seg_classes(root)`). The bucket rule and the class-wise ensemble's per-class scale restriction read
-    the models on the training images, never on `val`."""
+    the models on the training images, never on `val`. `on_fit(name, seed, learn)` is called after each training (the rows'
+    names, and `M2-<class>` for the experts), e.g. to keep its loss curve with `train.epoch_losses`."""
     from fastprogress.fastprogress import master_bar
     classes = seg_classes(root, classes)
     train, val = seg_items(root, 'train'), seg_items(root, 'val')
@@ -517,21 +519,25 @@ def run_tail_table(root, size=None, epochs: int = 24, ft_epochs: int = 4, seeds=
                                 pixel_acc=r.summary()['pixel_acc'], n_tail=len(tail_ids), train_s=t_train))
             per_class[f'{name} (seed {seed})'] = iou
             return iou
-        t = time.time(); m0 = train_tail_model(root, epochs=epochs, lr=lr, seed=seed, **kw)
+        def fit(name, **k):
+            learn = train_tail_model(root, seed=seed, **k, **kw)
+            if on_fit is not None: on_fit(name, seed, learn)
+            return learn
+        t = time.time(); m0 = fit(TAIL_ROWS[0], epochs=epochs, lr=lr)
         t_m0 = time.time() - t
         iou0 = _iou(m0.model, train, size, bs, scales, classes)                   # the bucket rule reads M0 on training data
         b0 = class_buckets(freq, head, tail, classes); b1 = adjust_buckets(b0, iou0, low, high); T = tail_classes(b1)
         val0 = add(TAIL_ROWS[0], m0.model, t_m0, T)
         rows_seed = [dict(seed=seed, cls=c, fraction=freq[c], bucket=b0[c], baseline_iou=iou0[c], baseline_val_iou=val0[c],
                           final_bucket=b1[c]) for c in b0]
-        t = time.time(); m1 = train_tail_model(root, epochs=epochs, lr=lr, seed=seed, tail=T, p=p, levels=(0,), **kw)
+        t = time.time(); m1 = fit(TAIL_ROWS[1], epochs=epochs, lr=lr, tail=T, p=p, levels=(0,))
         add(TAIL_ROWS[1], m1.model, time.time() - t, T)
         init = {k: v.detach().clone() for k, v in m1.model.state_dict().items()}
-        t = time.time(); ctl = train_tail_model(root, epochs=ft_epochs, lr=ft_lr, seed=seed, init=init, **kw)
+        t = time.time(); ctl = fit(TAIL_ROWS[2], epochs=ft_epochs, lr=ft_lr, init=init)
         add(TAIL_ROWS[2], ctl.model, time.time() - t, T)
         experts, t = {}, time.time()
         for j in T:
-            experts[j] = train_tail_model(root, epochs=ft_epochs, lr=ft_lr, seed=seed, tail=[j], p=p, levels=levels, init=init, **kw).model
+            experts[j] = fit(f'M2-{j}', epochs=ft_epochs, lr=ft_lr, tail=[j], p=p, levels=levels, init=init).model
         t_mr = time.time() - t
         r_base = _restrict_on(m1.model, train, list(classes), size, bs, scales, classes)   # per-class scales, chosen on train
         r_exp = {_class_id(j, classes) for j, m in experts.items() if _restrict_on(m, train, [j], size, bs, scales, classes)}
