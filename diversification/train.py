@@ -16,9 +16,9 @@ from fastai.data.transforms import Normalize
 from .core import as_generator, check_image_batch, to_float
 
 # %% auto #0
-__all__ = ['CropFlipParams', 'draw_crop_flip', 'crop_resize', 'apply_crop_flip', 'BaseAugment', 'epoch_losses', 'tta_params',
-           'tta_predict', 'js_divergence', 'MixupParams', 'draw_mixup_params', 'apply_mixup', 'mixup_ce',
-           'check_labels', 'TermLossCallback']
+__all__ = ['CropFlipParams', 'draw_crop_flip', 'crop_resize', 'apply_crop_flip', 'BaseAugment', 'epoch_losses',
+           'plot_epoch_losses', 'tta_params', 'tta_predict', 'js_divergence', 'MixupParams', 'draw_mixup_params',
+           'apply_mixup', 'mixup_ce', 'check_labels', 'TermLossCallback']
 
 # %% ../nbs/05_train.ipynb #7f6a413d
 @dataclass
@@ -80,6 +80,28 @@ def epoch_losses(learn, **keys) -> pd.DataFrame:
     n = learn.n_epoch; spe = len(losses) // n
     if not spe: raise ValueError(f"{len(losses)} recorded losses cannot make {n} epochs")
     return pd.DataFrame(dict(**keys, epoch=range(1, n + 1), loss=losses[:n * spe].view(n, spe).mean(1).tolist()))
+
+# %% ../nbs/05_train.ipynb #e368e95c
+def plot_epoch_losses(curves: pd.DataFrame, by: str = 'setting', steps: int | None = None, band: bool = True, label=None, ax=None, title: str = ''):
+    """Training loss per epoch from `epoch_losses` tables (concatenated): one line per value of `by`, the mean over seeds, their
+    range shaded when `band` and there are several seeds. `steps`: optimiser steps per epoch, for the axis label; `label(name)`:
+    the legend's text for a value of `by`. Returns the axes."""
+    import matplotlib.pyplot as plt
+    need = {by, 'epoch', 'loss'}
+    if not need <= set(curves.columns): raise ValueError(f"`curves` needs the columns {sorted(need)}, got {list(curves.columns)}")
+    if curves.empty: raise ValueError("`curves` is empty")
+    ax = ax or plt.subplots(figsize=(4.5, 2.6), dpi=72)[1]
+    n_seeds = curves['seed'].nunique() if 'seed' in curves else 1
+    for name, c in curves.groupby(by, sort=False):
+        m = c.groupby('epoch').loss.agg(['mean', 'min', 'max'])
+        line, = ax.plot(m.index, m['mean'], lw=1, label=label(name) if label else name)
+        if band and n_seeds > 1: ax.fill_between(m.index, m['min'], m['max'], color=line.get_color(), alpha=0.2, lw=0)
+    ax.set_xlabel('epoch' + (f' ({steps} optimiser steps)' if steps else ''), fontsize=8)
+    ax.set_ylabel('training loss' + (f', mean of {n_seeds} seeds' if n_seeds > 1 else ''), fontsize=8)
+    ax.tick_params(labelsize=7); ax.legend(fontsize=7, frameon=False)
+    if title: ax.set_title(title, fontsize=9)
+    return ax
+
 
 # %% ../nbs/05_train.ipynb #0f84052d
 def tta_params(B: int, H: int, W: int, n_views: int = 10, scale=(0.64, 1.0), ratio=(3 / 4, 4 / 3), generator=None) -> list[CropFlipParams]:
