@@ -17,8 +17,8 @@ from .core import as_generator, check_image_batch, to_float
 
 # %% auto #0
 __all__ = ['CropFlipParams', 'draw_crop_flip', 'crop_resize', 'apply_crop_flip', 'BaseAugment', 'epoch_losses',
-           'plot_epoch_losses', 'tta_params', 'tta_predict', 'js_divergence', 'MixupParams', 'draw_mixup_params',
-           'apply_mixup', 'mixup_ce', 'check_labels', 'TermLossCallback']
+           'plot_epoch_losses', 'loss_drop', 'tta_params', 'tta_predict', 'js_divergence', 'MixupParams',
+           'draw_mixup_params', 'apply_mixup', 'mixup_ce', 'check_labels', 'TermLossCallback']
 
 # %% ../nbs/05_train.ipynb #7f6a413d
 @dataclass
@@ -101,6 +101,25 @@ def plot_epoch_losses(curves: pd.DataFrame, by: str = 'setting', steps: int | No
     ax.tick_params(labelsize=7); ax.legend(fontsize=7, frameon=False)
     if title: ax.set_title(title, fontsize=9)
     return ax
+
+
+# %% ../nbs/05_train.ipynb #2f0802e5
+def loss_drop(curves: pd.DataFrame, last: int = 10, by: str = 'setting') -> pd.DataFrame:
+    """Per value of `by`, from `epoch_losses` tables: the final epoch's training loss and its relative drop over the `last`
+    epochs, `(loss[-last-1] - loss[-1]) / loss[-last-1]`, each the mean over seeds (with the seeds' range of the drop)."""
+    if last < 1: raise ValueError(f"`last` must be >= 1, got {last}")
+    need = {by, 'epoch', 'loss'}
+    if not need <= set(curves.columns): raise ValueError(f"`curves` needs the columns {sorted(need)}, got {list(curves.columns)}")
+    keys = [by] + (['seed'] if 'seed' in curves else [])
+    rows = []
+    for k, c in curves.groupby(keys, sort=False):
+        c = c.sort_values('epoch')
+        if len(c) <= last: raise ValueError(f"{k}: {len(c)} epochs, `last` = {last} needs more")
+        l = c.loss.to_numpy()
+        rows.append({by: k[0], 'epochs': len(c), 'final_loss': l[-1], 'late_drop': (l[-last - 1] - l[-1]) / l[-last - 1]})
+    g = pd.DataFrame(rows).groupby(by, sort=False)
+    out = g.agg(epochs=('epochs', 'max'), final_loss=('final_loss', 'mean'), late_drop=('late_drop', 'mean'), late_drop_min=('late_drop', 'min'), late_drop_max=('late_drop', 'max'))
+    return out.reset_index()
 
 
 # %% ../nbs/05_train.ipynb #0f84052d
