@@ -20,10 +20,10 @@ from .models import UNet, param_count
 from .segtrain import class_weights, WeightedCrossEntropy, seg_train_dls, seg_tta, mean_over_seeds, check_seg_model
 
 # %% auto #0
-__all__ = ['MBV3_LARGE', 'SEGMENTERS', 'EFFICIENTSEG_CLASS_WEIGHTS', 'EFFICIENTSEG_AUG', 'ES_UNET', 'ES_ROWS', 'PAPER_TABLE1',
-           'Bneck', 'mbv3_block', 'conv_bn_act', 'EfficientSeg', 'build_segmenter', 'efficientseg_dls', 'step_schedule',
-           'efficientseg_learner', 'fit_step', 'flip_tta', 'FlipTTA', 'es_rows', 'train_es_row', 'run_es_table',
-           'summarize_es', 'bench_segmenters']
+__all__ = ['MBV3_LARGE', 'SEGMENTERS', 'EFFICIENTSEG_CLASS_WEIGHTS', 'EFFICIENTSEG_AUG', 'ES_UNET', 'ES_ROWS',
+           'ES_EQUAL_TIME_ROW', 'PAPER_TABLE1', 'Bneck', 'mbv3_block', 'conv_bn_act', 'EfficientSeg', 'build_segmenter',
+           'efficientseg_dls', 'step_schedule', 'efficientseg_learner', 'fit_step', 'flip_tta', 'FlipTTA', 'es_rows',
+           'es_equal_time', 'train_es_row', 'run_es_table', 'summarize_es', 'bench_segmenters']
 
 # %% ../nbs/08_efficientseg.ipynb #967530a8
 @dataclass(frozen=True)
@@ -161,14 +161,21 @@ class FlipTTA(nn.Module):
 # %% ../nbs/08_efficientseg.ipynb #554357d8
 ES_UNET = {'1.5': 'unet_baseline', '1.0': 'unet_es1.0'}     # EfficientSeg width -> the U-Net with its parameter count
 
-def es_rows(width: str = '1.5') -> dict:
-    "The table's rows for EfficientSeg at `width` and the U-Net of equal parameters, each with and without the augmentation set."
+def es_rows(width: str = '1.5', unet_noaug: bool = True) -> dict:
+    """The table's rows for EfficientSeg at `width` and the U-Net of equal parameters, each with and without the augmentation set
+    (the U-Net without it only when `unet_noaug`)."""
     if width not in ES_UNET: raise ValueError(f"`width` must be one of {list(ES_UNET)} (an EfficientSeg with an equal-parameter U-Net), got {width!r}")
     es, un = f'efficientseg_{width}', ES_UNET[width]
     return {f'EfficientSeg({width})': dict(model=es, aug=True), f'EfficientSeg({width}) w/o aug': dict(model=es, aug=False),
-            'U-Net': dict(model=un, aug=True), 'U-Net w/o aug': dict(model=un, aug=False)}
+            'U-Net': dict(model=un, aug=True), **({'U-Net w/o aug': dict(model=un, aug=False)} if unet_noaug else {})}
 
 ES_ROWS = es_rows('1.5')
+ES_EQUAL_TIME_ROW = 'U-Net, EfficientSeg time'
+
+def es_equal_time(width: str = '1.5') -> dict:
+    "`run_es_table`'s `equal_time` that adds the U-Net trained for the wall time EfficientSeg(`width`) took: the equal-time row."
+    if width not in ES_UNET: raise ValueError(f"`width` must be one of {list(ES_UNET)}, got {width!r}")
+    return {ES_EQUAL_TIME_ROW: ('U-Net', f'EfficientSeg({width})')}
 
 PAPER_TABLE1 = pd.DataFrame({   # the paper's Table 1: class IoU on the MiniCity test set (not ours)
     'class': CITYSCAPES_CLASSES,
@@ -192,11 +199,12 @@ def train_es_row(root, model: str, aug: bool, size=None, epochs: int = 10, bs: i
 
 def run_es_table(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | None = None, bs: int = 8, n_extra: int = 20,
                  device=None, progress: bool = True, classes: SegClasses | None = None, rare_classes=None,
-                 equal_time: dict | None = None, **kw):
+                 equal_time: dict | None = None, on_fit=None, **kw):
     """Train every row for every seed, score the val split with and without flip TTA: (summary, per-class IoU with TTA).
     `root`: either layout; `classes` (default `seg_classes(root)`), `rare_classes` and `kw`: see `train_es_row`.
     `equal_time` (`{new row: (row, reference row)}`) adds, per seed, `row`'s model trained for the wall time `reference row`
-    took in that seed: its epochs are `epochs` scaled by the two rows' measured training times (at least 1)."""
+    took in that seed: its epochs are `epochs` scaled by the two rows' measured training times (at least 1).
+    `on_fit(name, seed, learn)`, when given, is called after each fit (e.g. to keep its loss curve)."""
     from fastprogress.fastprogress import master_bar
     from diversification.metrics import evaluate_segmenter
     rows = ES_ROWS if rows is None else rows
@@ -210,6 +218,7 @@ def run_es_table(root, size=None, epochs: int = 10, seeds=(0,), rows: dict | Non
         t0 = time.time(); learn = train_es_row(root, **r, size=size, epochs=ep, bs=bs, n_extra=n_extra, seed=seed, device=device,
                                                  classes=classes, rare_classes=rare_classes, **kw)
         t_train = time.time() - t0
+        if on_fit is not None: on_fit(name, seed, learn)
         single = evaluate_segmenter(learn.model, val, bs=bs, size=size, classes=classes)
         tta = evaluate_segmenter(FlipTTA(learn.model), val, bs=bs, size=size, classes=classes)
         summary.append(dict(setting=name, seed=seed, params=param_count(learn.model), epochs=ep, steps=ep * len(learn.dls.train),

@@ -45,29 +45,30 @@ SIZES = {
     #          cls: n/class, epochs, seeds | seg: synthcity (n_train, n_val, H, W), epochs, unet width
     #          am: AugMix+Mixup epochs, test images per class (None: all 200), alpha/beta/gamma sweeps
     #          sa: seg-AugMix/OHEM/HRNet-OCR epochs, HRNet (timm name), OCR (mid, key) channels
-    #          es: EfficientSeg/U-Net epochs, rare-class crops per class per epoch
+    #          es: EfficientSeg/U-Net epochs, rare-class crops per class per epoch, EfficientSeg width (the U-Net has its parameters)
     #          su: SUMix epochs, test images per class, images for the robustness scores, Table 6 ablation mixers
     #          tc: tail CutMix epochs for M0/M1, fine-tuning epochs for each M2-j and the control, head width
     #          en: ensemble members (timm classifiers) and their epochs; the segmentation ensemble reuses the sa models
     #          experiments: what the size runs (None: every registered experiment)
     'ci':    dict(cls_n=5,  cls_epochs=1,  seeds=(0,),      seg_data=(8, 4, 64, 128),    seg_epochs=1,  unet_base=8,
-                  am_epochs=1, am_test_n=10, am_sweeps=False, sa_epochs=1, sa_model='hrnet_w18_small', sa_ocr=(32, 16), es_epochs=1, es_extra=1,
+                  am_epochs=1, am_test_n=10, am_sweeps=False, sa_epochs=1, sa_model='hrnet_w18_small', sa_ocr=(32, 16), es_epochs=1, es_extra=1, es_width='1.0',
                   su_epochs=1, su_test_n=10, su_robust=50, su_ablation=(), su_kinds=su.MIXERS, tc_epochs=1, tc_ft=1, tc_mid=128,
                   en_members=('resnet10t', 'resnet14t'), en_epochs=1, experiments=None),
     # quick: one seed, a reduced design (126 steps per classifier, 480 per segmenter: the U-Net's loss is flat, the classifiers' nearly);
     # measured 5-6 min on 2 CPU cores (README)
     'quick': dict(cls_n=50, cls_epochs=24, seeds=(0,), seg_data=(120, 60, 64, 128), seg_epochs=32, unet_base=12,
-                  am_epochs=18, am_test_n=100, am_sweeps=False, sa_epochs=3, sa_model='hrnet_w18_small', sa_ocr=(128, 64), es_epochs=3, es_extra=2,
+                  am_epochs=18, am_test_n=100, am_sweeps=False, sa_epochs=3, sa_model='hrnet_w18_small', sa_ocr=(128, 64), es_epochs=3, es_extra=2, es_width='1.0',
                   su_epochs=18, su_test_n=100, su_robust=200, su_ablation=(), su_kinds=('cutmix',), tc_epochs=3, tc_ft=1, tc_mid=128,
                   en_members=('resnet10t', 'resnet14t'), en_epochs=3,
                   experiments=('augmix_mixup', 'sumix', 'baseline_segmentation')),   # Table 2's Baseline row is the baseline classifier
     # full: 64x128 SynthCity v2 (200 train, 100 val: every class in >= 10 val images). Segmentation rows train 80 epochs =
     # 2,000 optimiser steps (a pilot of the seg-AugMix baseline: 0.353 mIoU, its loss 0.62 -> 0.54 over the last 20
     # epochs), on models sized for 2 cores: HRNet-W18-small with a slim OCR (0.10 s per step at batch 8), the scale-attention
-    # model with a 64-channel head (0.15 s). EfficientSeg keeps the paper's width 1.5 pair for now (0.28 vs 0.65 s per step)
+    # model with a 64-channel head (0.15 s). EfficientSeg: the width-1.0 pair (6.0M parameters each; 0.27 vs 0.57 s per step on
+    # one thread, where the paper's width-1.5 pair costs 0.40 vs 1.01 s), 32 epochs of 47 steps = 1,504 steps per row
     'full':  dict(cls_n=50, cls_epochs=40, seeds=(0, 1, 2), seg_data=(200, 100, 64, 128), seg_epochs=40, unet_base=32,
                   am_epochs=100, am_test_n=None, am_sweeps=True, sa_epochs=80, sa_model='hrnet_w18_small', sa_ocr=(64, 32),
-                  es_epochs=24, es_extra=20,
+                  es_epochs=32, es_extra=20, es_width='1.0',
                   su_epochs=100, su_test_n=None, su_robust=500, su_ablation=('cutmix',), su_kinds=su.MIXERS,
                   tc_epochs=80, tc_ft=10, tc_mid=64, en_members=en.CLS_MEMBERS, en_epochs=100, experiments=None),
 }
@@ -293,11 +294,13 @@ def seg_augmix_ocr(cfg: RunConfig, show_progress: bool = True) -> Result:
 # %% ../nbs/90_reproduce.ipynb #6c33f687
 @experiment('efficientseg')
 def efficientseg(cfg: RunConfig, show_progress: bool = True) -> Result:
-    "EfficientSeg (1.5) vs the U-Net at equal parameters, with and without the augmentation set: Table 1 at our scale."
+    "EfficientSeg vs the U-Net at equal parameters (at equal steps and equal wall time), with and without the augmentation set: Table 1 at our scale."
     p = cfg.params
     root, size = _seg_root(cfg, show_progress)
+    w = p['es_width']
     summary, per_class = es.run_es_table(root, size=size, epochs=p['es_epochs'], seeds=cfg.seeds, bs=8, n_extra=p['es_extra'],
-                                         device=cfg.device, progress=show_progress)
+                                         rows=es.es_rows(w, unet_noaug=False), equal_time=es.es_equal_time(w), device=cfg.device,
+                                         progress=show_progress)
     table, mean_pc = es.summarize_es(summary, per_class)
     paper = es.PAPER_TABLE1.set_index('class')
     paper.loc['mIoU'] = [.515, .476, .581]                                      # the paper's Table 1 mIoU row
@@ -307,7 +310,7 @@ def efficientseg(cfg: RunConfig, show_progress: bool = True) -> Result:
     note = (f"mIoU with flip TTA {', '.join(f'{s} {v:.4f}' for s, v in zip(table.setting, table.miou_flip_mean))} (mean over {len(cfg.seeds)} "
             "seed(s); directions and their intervals: the claims ledger); the 'paper:' columns are the paper's MiniCity test IoUs "
             f"(EfficientSeg 1.5 with aug 0.515, U-Net baseline 0.40 in its text), not ours")
-    return Result(f'EfficientSeg vs U-Net at equal parameters ({_seg_name(cfg)})', table, {'efficientseg_iou': ax.figure}, note,
+    return Result(f'EfficientSeg ({w}) vs U-Net at equal parameters ({_seg_name(cfg)})', table, {'efficientseg_iou': ax.figure}, note,
                   {'per seed': summary, 'per-class IoU with flip TTA (mean over seeds), beside the paper': mean_pc},
                   cl.measure_table(summary, 'efficientseg'))
 
