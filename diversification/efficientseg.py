@@ -161,10 +161,13 @@ class FlipTTA(nn.Module):
 # %% ../nbs/08_efficientseg.ipynb #554357d8
 ES_UNET = {'1.5': 'unet_baseline', '1.0': 'unet_es1.0'}     # EfficientSeg width -> the U-Net with its parameter count
 
+def _check_width(width):
+    if width not in ES_UNET: raise ValueError(f"`width` must be one of {list(ES_UNET)} (an EfficientSeg with an equal-parameter U-Net), got {width!r}")
+
 def es_rows(width: str = '1.5', unet_noaug: bool = True) -> dict:
     """The table's rows for EfficientSeg at `width` and the U-Net of equal parameters, each with and without the augmentation set
     (the U-Net without it only when `unet_noaug`)."""
-    if width not in ES_UNET: raise ValueError(f"`width` must be one of {list(ES_UNET)} (an EfficientSeg with an equal-parameter U-Net), got {width!r}")
+    _check_width(width)
     es, un = f'efficientseg_{width}', ES_UNET[width]
     return {f'EfficientSeg({width})': dict(model=es, aug=True), f'EfficientSeg({width}) w/o aug': dict(model=es, aug=False),
             'U-Net': dict(model=un, aug=True), **({'U-Net w/o aug': dict(model=un, aug=False)} if unet_noaug else {})}
@@ -174,7 +177,7 @@ ES_EQUAL_TIME_ROW = 'U-Net, EfficientSeg time'
 
 def es_equal_time(width: str = '1.5') -> dict:
     "`run_es_table`'s `equal_time` that adds the U-Net trained for the wall time EfficientSeg(`width`) took: the equal-time row."
-    if width not in ES_UNET: raise ValueError(f"`width` must be one of {list(ES_UNET)}, got {width!r}")
+    _check_width(width)
     return {ES_EQUAL_TIME_ROW: ('U-Net', f'EfficientSeg({width})')}
 
 PAPER_TABLE1 = pd.DataFrame({   # the paper's Table 1: class IoU on the MiniCity test set (not ours)

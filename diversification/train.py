@@ -82,13 +82,16 @@ def epoch_losses(learn, **keys) -> pd.DataFrame:
     return pd.DataFrame(dict(**keys, epoch=range(1, n + 1), loss=losses[:n * spe].view(n, spe).mean(1).tolist()))
 
 # %% ../nbs/05_train.ipynb #e368e95c
+def _check_curves(curves: pd.DataFrame, by: str):
+    need = {by, 'epoch', 'loss'}
+    if not need <= set(curves.columns): raise ValueError(f"`curves` needs the columns {sorted(need)}, got {list(curves.columns)}")
+
 def plot_epoch_losses(curves: pd.DataFrame, by: str = 'setting', steps: int | None = None, band: bool = True, label=None, ax=None, title: str = ''):
     """Training loss per epoch from `epoch_losses` tables (concatenated): one line per value of `by`, the mean over seeds, their
     range shaded when `band` and there are several seeds. `steps`: optimiser steps per epoch, for the axis label; `label(name)`:
     the legend's text for a value of `by`. Returns the axes."""
     import matplotlib.pyplot as plt
-    need = {by, 'epoch', 'loss'}
-    if not need <= set(curves.columns): raise ValueError(f"`curves` needs the columns {sorted(need)}, got {list(curves.columns)}")
+    _check_curves(curves, by)
     if curves.empty: raise ValueError("`curves` is empty")
     ax = ax or plt.subplots(figsize=(4.5, 2.6), dpi=72)[1]
     n_seeds = curves['seed'].nunique() if 'seed' in curves else 1
@@ -108,8 +111,7 @@ def loss_drop(curves: pd.DataFrame, last: int = 10, by: str = 'setting') -> pd.D
     """Per value of `by`, from `epoch_losses` tables: the final epoch's training loss and its relative drop over the `last`
     epochs, `(loss[-last-1] - loss[-1]) / loss[-last-1]`, each the mean over seeds (with the seeds' range of the drop)."""
     if last < 1: raise ValueError(f"`last` must be >= 1, got {last}")
-    need = {by, 'epoch', 'loss'}
-    if not need <= set(curves.columns): raise ValueError(f"`curves` needs the columns {sorted(need)}, got {list(curves.columns)}")
+    _check_curves(curves, by)
     keys = [by] + (['seed'] if 'seed' in curves else [])
     rows = []
     for k, c in curves.groupby(keys, sort=False):
