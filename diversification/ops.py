@@ -39,29 +39,31 @@ def _chunks(n: int, per_item: int, device: torch.device) -> list[slice]:
     return [slice(i, min(i + k, n)) for i in range(0, n, k)]
 
 # %% ../nbs/02_ops.ipynb #8d0cc67c
-def _lut_index(x: torch.Tensor, per_channel: bool = True) -> torch.Tensor:
-    "Flat int32 positions of the values of `uint8` batch `x` (B, C, H, W) in a stack of 256-entry tables, one per (b, c) or per b."
-    B, C = x.shape[:2]
-    off = torch.arange(0, B * (C if per_channel else 1) * 256, 256, dtype=torch.int32, device=x.device)
-    return x.to(torch.int32).add_(off.view(B, -1, 1, 1)).reshape(-1)     # int32: half the memory traffic of int64
+def _u8(xf: torch.Tensor) -> torch.Tensor:
+    "float holding values in [0, 256) -> uint8, truncated: through int32, on the CPU several times faster than a direct cast."
+    return xf.to(torch.int32).to(torch.uint8)
 
-def _take(lut: torch.Tensor, idx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return lut.to(torch.uint8).reshape(-1).index_select(0, idx).view(x.shape)
+_TAKE_CHUNK = 1 << 18    # values per table lookup on the CPU: their int64 index (2 MB) stays in cache
 
 def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     "Map `uint8` batch `x` (B, C, H, W) through lookup tables `lut`: (B, C, 256) per sample and channel, or (B, 1, 256) per sample."
-    return _take(lut, _lut_index(x, lut.shape[1] != 1), x)
-
-def _histogram(idx: torch.Tensor, n: int) -> torch.Tensor:
-    if idx.device.type == 'cpu': return torch.bincount(idx, minlength=n * 256).view(n, 256)
-    # index_put_ with accumulate has a deterministic implementation on accelerators
-    h = torch.zeros(n * 256, dtype=torch.long, device=idx.device)
-    return h.index_put_((idx.long(),), torch.ones_like(idx, dtype=torch.long), accumulate=True).view(n, 256)
+    B, C, H, W = x.shape
+    lut = lut.to(torch.uint8).expand(B, C, 256).reshape(B * C, 1, 256)
+    xs, out = x.reshape(B * C, H, W), torch.empty(B * C, H, W, dtype=torch.uint8, device=x.device)
+    k = B * C if x.device.type != 'cpu' else max(1, _TAKE_CHUNK // (H * W))      # planes per gather
+    for i in range(0, B * C, k):                                                  # a gather along the table axis
+        torch.gather(lut[i:i + k].expand(-1, H, -1), 2, xs[i:i + k].long(), out=out[i:i + k])
+    return out.view(x.shape)
 
 def histogram(x: torch.Tensor) -> torch.Tensor:
     "Per-sample, per-channel histogram (B, C, 256) int64 of a `uint8` batch."
     B, C = x.shape[:2]
-    return _histogram(_lut_index(x), B * C).view(B, C, 256)
+    off = torch.arange(0, B * C * 256, 256, dtype=torch.int32, device=x.device)
+    idx = x.to(torch.int32).add_(off.view(B, C, 1, 1)).reshape(-1)   # int32: half the memory traffic of int64
+    if idx.device.type == 'cpu': return torch.bincount(idx, minlength=B * C * 256).view(B, C, 256)
+    # index_put_ with accumulate has a deterministic implementation on accelerators
+    h = torch.zeros(B * C * 256, dtype=torch.long, device=idx.device)
+    return h.index_put_((idx.long(),), torch.ones_like(idx, dtype=torch.long), accumulate=True).view(B, C, 256)
 
 # %% ../nbs/02_ops.ipynb #5dfcebdb
 _LUMA = (19595, 38470, 7471)
@@ -82,14 +84,14 @@ def _luma(xf: torch.Tensor) -> torch.Tensor:
 
 def _blend_(xf: torch.Tensor, d: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     "PIL's `Image.blend(d, x, factor)` on float32 `xf` holding integers (overwritten): `d + factor*(x - d)`, clipped, truncated to uint8."
-    return xf.sub_(d).mul_(factor).add_(d).clamp_(0, 255).to(torch.uint8)
+    return _u8(xf.sub_(d).mul_(factor).add_(d).clamp_(0, 255))
 
 def blend(degenerate: torch.Tensor, x: torch.Tensor, factor) -> torch.Tensor:
     "`degenerate + factor*(x - degenerate)` per sample, like PIL's `Image.blend` (float32, truncation) for `uint8`."
     if x.dtype == torch.uint8:
         d = degenerate.float()
         out = x.float().sub_(d).mul_(_per_sample(factor, x, 'factor')).add_(d)   # d + f*(x - d), PIL's float32 order
-        return out.clamp_(0, 255).to(torch.uint8)                                # float -> uint8 truncates
+        return _u8(out.clamp_(0, 255))                                           # float -> uint8 truncates
     return (degenerate + _per_sample(factor, x, 'factor', x.dtype) * (x - degenerate)).clamp(0, 1)
 
 # %% ../nbs/02_ops.ipynb #6f6091f3
@@ -111,12 +113,11 @@ def equalize(x: torch.Tensor) -> torch.Tensor:
     "Histogram-equalise each channel of each image, like `PIL.ImageOps.equalize(img)` (float input: on 256 levels)."
     x = check_image_batch(x)
     q = to_uint8(x)
-    idx = _lut_index(q)                                             # one index for both the histogram and the table lookup
-    h = _histogram(idx, q.shape[0] * q.shape[1])
+    h = histogram(q)
     last = 255 - (h > 0).flip(-1).int().argmax(-1, keepdim=True)  # last non-empty bin
     step = (h.sum(-1, keepdim=True) - h.gather(-1, last)) // 255
     lut = ((step // 2 + h.cumsum(-1) - h) // step.clamp(min=1)).clamp(max=255)
-    out = _take(torch.where(step > 0, lut, torch.arange(256, device=x.device)), idx, q)
+    out = apply_lut(q, torch.where(step > 0, lut, torch.arange(256, device=x.device)))
     return out if x.dtype == torch.uint8 else to_float(out).to(x.dtype)
 
 # %% ../nbs/02_ops.ipynb #4091c0e1
@@ -133,9 +134,9 @@ def solarize(x: torch.Tensor, threshold) -> torch.Tensor:
     x = check_image_batch(x)
     t = _per_sample(threshold, x, 'threshold')
     if x.dtype != torch.uint8: return torch.where(x < t / 255, x, 1 - x)
-    flip = x >= t.ceil().clamp(0, 255).to(torch.uint8)             # uint8 compare: no per-pixel promotion
-    if (t > 255).any(): flip &= t <= 255
-    return torch.where(flip, 255 - x, x)
+    # x ^ 255 (= 255 - x) where x >= ceil(t): the sign of x - ceil(t) in int16 is the mask, no compare or `where` per pixel
+    below = (x.to(torch.int16) - t.ceil().clamp(0, 256).to(torch.int16)).bitwise_right_shift_(15)   # -1 where x < t, else 0
+    return x ^ below.to(torch.uint8).bitwise_not_()
 
 # %% ../nbs/02_ops.ipynb #c6ff1bb5
 def _smooth_levels(xf: torch.Tensor) -> torch.Tensor:
@@ -152,17 +153,12 @@ def _smooth_levels(xf: torch.Tensor) -> torch.Tensor:
 def smooth(x: torch.Tensor) -> torch.Tensor:
     "`PIL.ImageFilter.SMOOTH` on a batch: 3x3 kernel [[1,1,1],[1,5,1],[1,1,1]]/13, the 1-pixel border is copied."
     if min(x.shape[-2:]) < 3: return x
-    if x.dtype == torch.uint8: return _smooth_levels(x.float()).to(torch.uint8)
+    if x.dtype == torch.uint8: return _u8(_smooth_levels(x.float()))
     def row(r, centre): return (r[..., :-2] * (1 / 13) + r[..., 1:-1] * centre) + r[..., 2:] * (1 / 13)
     ss = (row(x[..., 2:, :], 1 / 13) + row(x[..., 1:-1, :], 5 / 13)) + row(x[..., :-2, :], 1 / 13)
     out = x.clone()
     out[..., 1:-1, 1:-1] = ss
     return out
-
-def _blend_lut(d, factor, x: torch.Tensor) -> torch.Tensor:
-    "Per-sample tables (B, 1, 256) of PIL's blend of every level 0..255 with the constant `d` (a number or (B, 1, 1))."
-    i = torch.arange(256, dtype=torch.float32, device=x.device)
-    return _blend_(i.expand(x.shape[0], 1, 256).clone(), d, _per_sample(factor, x, 'factor').view(-1, 1, 1))
 
 def adjust_color(x: torch.Tensor, factor) -> torch.Tensor:
     "Saturation, like `ImageEnhance.Color(img).enhance(factor)` (0 = grey, 1 = unchanged); no-op on 1 channel."
@@ -179,13 +175,14 @@ def adjust_contrast(x: torch.Tensor, factor) -> torch.Tensor:
     xf = x.float()
     g = _luma(xf) if x.shape[1] == 3 else xf
     n = g[0].numel()
-    mean = (2 * g.sum((1, 2, 3), dtype=torch.float64).long() + n) // (2 * n)    # int(mean + 0.5), exactly
-    return apply_lut(x, _blend_lut(mean.view(-1, 1, 1).float(), factor, x))    # a blend with a constant is a table
+    # row sums of integers < 2**24 are exact in float32, their total in float64: int(mean + 0.5), exactly
+    mean = (2 * g.sum(-1).double().sum((1, 2)).long() + n) // (2 * n)
+    return _blend_(xf, mean.view(-1, 1, 1, 1).float(), _per_sample(factor, x, 'factor'))
 
 def adjust_brightness(x: torch.Tensor, factor) -> torch.Tensor:
     "Brightness, like `ImageEnhance.Brightness(img).enhance(factor)`: blend with black."
     x = check_image_batch(x)
-    if x.dtype == torch.uint8: return apply_lut(x, _blend_lut(0.0, factor, x))
+    if x.dtype == torch.uint8: return _u8(x.float().mul_(_per_sample(factor, x, 'factor')).clamp_(0, 255))   # PIL's blend with 0
     return blend(torch.zeros_like(x), x, factor)
 
 def adjust_sharpness(x: torch.Tensor, factor) -> torch.Tensor:
@@ -214,16 +211,18 @@ def _gather_nearest(img: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> to
 def _bilinear(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     "PIL's bilinear filter under (B, 6) inverse maps `m`: border pixels repeat; `uint8` results are truncated."
     B, C, H, W = x.shape
-    xf = x.float() if x.dtype == torch.uint8 else x
-    # the PIL map on pixel centres, rewritten on grid_sample's [-1, 1] coordinates: one float32 affine_grid, no per-pixel float64
-    a, b, c, d, e, f = m.to(_f64(x.device)).reshape(-1, 6).unbind(1)
-    theta = torch.stack([a, b * (H / W), a + b * (H / W) + c * (2 / W) - 1,
-                         d * (W / H), e, d * (W / H) + e + f * (2 / H) - 1], 1).view(B, 2, 3).to(xf.dtype)
-    grid = F.affine_grid(theta, [B, C, H, W], align_corners=False)
-    out = F.grid_sample(xf, grid, mode='bilinear', padding_mode='border', align_corners=False)
-    if x.dtype != torch.uint8: return out
+    dt = torch.float32 if x.dtype == torch.uint8 else x.dtype
+    # the grid: grid_sample's [-1, 1] coordinates of the PIL sample points, 2*((a*u + b*v) + c)/W - 1 (and y), the
+    # (B, 1, W) and (B, H, 1) terms in float64, one float32 add per grid value (no `affine_grid`, several times slower)
+    a, b, c, d, e, f = m.to(_f64(x.device)).reshape(-1, 6, 1).unbind(1)
+    u = torch.arange(W, device=x.device, dtype=a.dtype) + 0.5
+    v = torch.arange(H, device=x.device, dtype=a.dtype) + 0.5
+    grid = torch.empty(B, H, W, 2, device=x.device, dtype=dt)
+    for k, (p, q, r, n) in enumerate(((a, b, c, W), (d, e, f, H))):
+        torch.add((p * u * (2 / n)).to(dt)[:, None], ((q * v + r) * (2 / n) - 1).to(dt)[:, :, None], out=grid[..., k])
+    out = F.grid_sample(x.to(dt), grid, mode='bilinear', padding_mode='border', align_corners=False)
     # grid_sample weights sum to 1 only up to float32 rounding: the small epsilon keeps flat regions exact (and < 256)
-    return out.add_(1e-3).to(torch.uint8)
+    return _u8(out.add_(1e-3)) if x.dtype == torch.uint8 else out
 
 def _fill_outside_(t: torch.Tensor, valid: torch.Tensor, fill) -> torch.Tensor:
     "`t` where `valid` (broadcast over channels), `fill` elsewhere, in place: a multiply, on the CPU far cheaper than `masked_fill_`."
@@ -258,28 +257,32 @@ def _shift(t: torch.Tensor, p: list, dim: int, fill) -> torch.Tensor:
 def _shear(x: torch.Tensor, f: torch.Tensor, dim: int, mask=None, fill=0, ignore_index=255):
     """PIL's bilinear AFFINE shear along `dim` (3: x, 2: y), one sampling pass: line `o` of the other axis samples
     `t + 0.5 + f*(o + 0.5)` (float64, as PIL), so each line is a fractional shift with one integer offset and one weight."""
+    B, C, H, W = x.shape
     L, M = x.shape[dim], x.shape[5 - dim]
-    fd = f.dtype
-    s = f.view(-1, 1) * (torch.arange(M, dtype=fd, device=x.device) + 0.5)       # (n, M) shift of each line
-    t = torch.arange(L, dtype=fd, device=x.device) + 0.5
-    line = (lambda a: a[:, None, :, None]) if dim == 3 else (lambda a: a[:, None, None, :])        # (n, M) -> along the lines
-    along = (lambda a: a.view(1, 1, 1, -1)) if dim == 3 else (lambda a: a.view(1, 1, -1, 1))
-    pos = along(t) + line(s)                                                     # (n, 1, H, W) sample coordinates, as PIL
-    valid = (pos >= 0) & (pos < L)
+    s = f.view(-1, 1) * (torch.arange(M, dtype=f.dtype, device=x.device) + 0.5)       # (B, M) shift of each line
     k = s.floor()
-    i0 = along(torch.arange(L, device=x.device)) + line(k.long())                # floor(pos - 0.5), per line
-    shape = (x.shape[0], x.shape[1], *i0.shape[2:])
-    v0 = x.gather(dim, i0.clamp(0, L - 1).expand(shape))
-    v1 = x.gather(dim, (i0 + 1).clamp_(0, L - 1).expand(shape))
-    a = line(s - k).to(torch.float32 if x.dtype == torch.uint8 else x.dtype)
-    if x.dtype == torch.uint8:                                                   # PIL: in0 + (in1 - in0)*dx, truncated
-        v0 = v0.float()
-        out = v1.float().sub_(v0).mul_(a).add_(v0).to(torch.uint8)
-    else: out = torch.lerp(v0, v1, a)
-    out = _fill_outside_(out, valid, fill)
+    a = (s - k).to(torch.float32 if x.dtype == torch.uint8 else x.dtype)
+    # one gather of L + 1 values per line, input index clamp(t + k): the two neighbours are g[t] and g[t + 1]
+    t, k = torch.arange(L + 1, device=x.device), k.long()
+    if dim == 3:
+        i = (t + k[..., None]).clamp_(0, L - 1)                                  # (B, H, W + 1)
+        g = x.gather(3, i[:, None].expand(B, C, H, W + 1))
+    else:    # along the columns: one gather on the flattened image (a gather along dim 2 is several times slower)
+        i = (t[:, None] + k[:, None, :]).clamp_(0, L - 1).mul_(W).add_(torch.arange(W, device=x.device))   # (B, H + 1, W)
+        g = x.reshape(B, C, H * W).gather(2, i.view(B, 1, -1).expand(B, C, -1)).view(B, C, H + 1, W)
+    a = a[:, None, :, None] if dim == 3 else a[:, None, None, :]
+    if x.dtype == torch.uint8: g = g.float()
+    v0, v1 = (g[..., :-1], g[..., 1:]) if dim == 3 else (g[:, :, :-1], g[:, :, 1:])
+    # PIL: in0 + (in1 - in0)*dx, truncated for uint8
+    out = _u8((v1 - v0).mul_(a).add_(v0)) if x.dtype == torch.uint8 else torch.lerp(v0, v1, a)
+    line = (lambda t: t[:, :, None]) if dim == 3 else (lambda t: t[:, None, :])      # (B, M) -> (B, H, W)
+    along = (lambda t: t.view(1, 1, -1)) if dim == 3 else (lambda t: t.view(1, -1, 1))
+    pos = along(torch.arange(L, dtype=f.dtype, device=x.device) + 0.5) + line(s)  # (B, H, W) sample coordinates, as PIL
+    valid = (pos >= 0) & (pos < L)
+    out = _fill_outside_(out, valid[:, None], fill)
     if mask is None: return out
     j = along(torch.arange(L, device=x.device)) + line((s + 0.5).floor().long())  # nearest: floor(pos)
-    return out, mask.gather(dim - 1, j[:, 0].clamp_(0, L - 1)).masked_fill_(~valid[:, 0], ignore_index)
+    return out, mask.gather(dim - 1, j.clamp_(0, L - 1)).masked_fill_(~valid, ignore_index)
 
 def _matrices(x: torch.Tensor, coeffs: list) -> torch.Tensor:
     "(B, 6) float matrices on `x`'s device from six per-sample coefficients (tensors or numbers)."
@@ -401,6 +404,7 @@ def apply_op_batch(x: torch.Tensor, op_idx, magnitude, ops=AUGMIX_OPS, mask=None
     return out if mask is None else (out, mask)
 
 _SMALL_IMAGE = 1 << 14    # elements per image under which `_apply_grouped_` gathers a group with one index_select
+_OP_CHUNK = 1 << 20       # values an op is given at a time on the CPU
 
 def _apply_grouped_(x: torch.Tensor, op_idx: torch.Tensor, magnitude: torch.Tensor, pool: tuple, mask=None, ignore_index: int = 255):
     "In place: sample `b` of `x` (and `mask`) gets op `pool[op_idx[b]]`; each op runs once, on all the samples that drew it."
@@ -422,7 +426,11 @@ def _apply_grouped_(x: torch.Tensor, op_idx: torch.Tensor, magnitude: torch.Tens
         elif torch.is_tensor(r): t.index_copy_(0, r, o)
         else:
             for j, b in enumerate(r): t[b].copy_(o[j])
-    for i, sel in groups.items():
+    # on the CPU an op takes at most about `_OP_CHUNK` values at a time (a multiple of the threads' count of samples):
+    # its temporaries stay in cache and are reused by the allocator instead of page-faulted in afresh
+    T = torch.get_num_threads()
+    per = len(op_idx) if x.device.type != 'cpu' else max(T, _OP_CHUNK // x[0].numel() // T * T)
+    for i, sel in ((i, g[j:j + per]) for i, g in groups.items() for j in range(0, len(g), per)):
         op, mag, r = pool[i], magnitude[sel], rows(sel)
         if mask is not None and op.geometric:
             o, mo = op.fn(take(x, r), mag, mask=take(mask, r), ignore_index=ignore_index)
@@ -477,21 +485,24 @@ def apply_augmix(x: torch.Tensor, params: AugMixParams) -> torch.Tensor:
     pool, q = resolve_ops(params.ops), to_uint8(x)                  # float input: the chains run on its uint8 levels
     dt = torch.float32 if x.dtype == torch.uint8 else x.dtype
     m = params.m.double()[:, None]
-    coef = torch.cat([m, (1 - m) * params.weights.double()], 1).to(x.device, dt)[:, None]   # (B, 1, 1 + width)
+    coef = torch.cat([m, (1 - m) * params.weights.double()], 1).to(x.device, dt)   # (B, 1 + width)
     rows = torch.cat([torch.full((B, 1, params.op_idx.shape[2]), -1), params.op_idx], 1)    # row 0: the image itself
     mags = torch.cat([torch.zeros(B, 1, params.magnitude.shape[2], dtype=params.magnitude.dtype), params.magnitude], 1)
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     chunks = _chunks(B, (width + 1) * x[0].numel(), x.device)
     k = chunks[0].stop                                              # images per chunk: float buffers allocated once, reused
-    wf = torch.empty((k, width + 1, x[0].numel()), dtype=dt, device=x.device)
-    mf = torch.empty((k, 1, x[0].numel()), dtype=dt, device=x.device)
+    mf = torch.empty((k, x[0].numel()), dtype=dt, device=x.device)
     for s in chunks:
         n = s.stop - s.start
         # the image and its `width` chains side by side: each chain step is one grouped pass over all of them
         work = q[s, None].expand(-1, width + 1, -1, -1, -1).contiguous().view(-1, *x.shape[1:])
         for d in range(params.op_idx.shape[2]): _apply_grouped_(work, rows[s, :, d].flatten(), mags[s, :, d].flatten(), pool)
-        mix = torch.bmm(coef[s], wf[:n].copy_(work.view(n, width + 1, -1)), out=mf[:n]).view(-1, *x.shape[1:])   # m*x + (1-m)*sum_k w_k*chain_k
-        out[s] = mix.round_().clamp_(0, 255) if x.dtype == torch.uint8 else mix.div_(255).clamp_(0, 1)
+        # m*x + (1-m)*sum_k w_k*chain_k: one multiply-add per row, reading the uint8 rows directly
+        w, c = work.view(n, width + 1, -1), coef[s, :, None]
+        mix = torch.mul(w[:, 0], c[:, 0], out=mf[:n])
+        for j in range(1, width + 1): mix.addcmul_(w[:, j], c[:, j])
+        mix = mix.view(-1, *x.shape[1:])
+        out[s] = _u8(mix.round_().clamp_(0, 255)) if x.dtype == torch.uint8 else mix.div_(255).clamp_(0, 1)
     return out
 
 def augmix(x: torch.Tensor, severity: float = 3, width: int = 3, depth: int = -1, alpha: float = 1.0, ops=AUGMIX_OPS,
