@@ -140,20 +140,21 @@ def solarize(x: torch.Tensor, threshold) -> torch.Tensor:
 
 # %% ../nbs/02_ops.ipynb #c6ff1bb5
 def _smooth_levels(xf: torch.Tensor) -> torch.Tensor:
-    "`smooth` of float32 `xf` holding integers 0..255, as float32 integers: (3x3 sum + 4*centre)/13 + 0.5, truncated."
+    "`smooth` of float32 `xf` holding integers 0..255 on its interior (H-2, W-2), as float32 integers: (3x3 sum + 4*centre)/13 + 0.5, truncated."
     r = xf[..., :-2] + xf[..., 2:]
     r += xf[..., 1:-1]                                              # 1x3 sums
     s = r[..., :-2, :] + r[..., 2:, :]
     s += r[..., 1:-1, :]                                            # 3x3 sums (separable box)
-    d = xf.clone()
     # exact: (S + 4c)/13 + 0.5 is at least 1/26 from an integer, float32 is off by < 1e-3
-    d[..., 1:-1, 1:-1] = s.add_(xf[..., 1:-1, 1:-1], alpha=4).mul_(1 / 13).add_(0.5).floor_()
-    return d
+    return s.add_(xf[..., 1:-1, 1:-1], alpha=4).mul_(1 / 13).add_(0.5).floor_()
 
 def smooth(x: torch.Tensor) -> torch.Tensor:
     "`PIL.ImageFilter.SMOOTH` on a batch: 3x3 kernel [[1,1,1],[1,5,1],[1,1,1]]/13, the 1-pixel border is copied."
     if min(x.shape[-2:]) < 3: return x
-    if x.dtype == torch.uint8: return _u8(_smooth_levels(x.float()))
+    if x.dtype == torch.uint8:
+        out = x.clone()                                             # the border is copied
+        out[..., 1:-1, 1:-1] = _u8(_smooth_levels(x.float()))
+        return out
     def row(r, centre): return (r[..., :-2] * (1 / 13) + r[..., 1:-1] * centre) + r[..., 2:] * (1 / 13)
     ss = (row(x[..., 2:, :], 1 / 13) + row(x[..., 1:-1, :], 5 / 13)) + row(x[..., :-2, :], 1 / 13)
     out = x.clone()
@@ -189,8 +190,9 @@ def adjust_sharpness(x: torch.Tensor, factor) -> torch.Tensor:
     "Sharpness, like `ImageEnhance.Sharpness(img).enhance(factor)`: blend with `smooth(x)` (0 = smooth, 2 = sharper)."
     x = check_image_batch(x)
     if x.dtype != torch.uint8 or min(x.shape[-2:]) < 3: return blend(smooth(x), x, factor)
-    xf = x.float()
-    return _blend_(xf, _smooth_levels(xf), _per_sample(factor, x, 'factor'))
+    xf, out = x.float(), x.clone()                                  # the border: PIL blends it with itself, it stays
+    out[..., 1:-1, 1:-1] = _blend_(xf[..., 1:-1, 1:-1], _smooth_levels(xf), _per_sample(factor, x, 'factor'))
+    return out
 
 # %% ../nbs/02_ops.ipynb #b309c933
 def _sample_points(matrices: torch.Tensor, H: int, W: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -499,7 +501,7 @@ def apply_augmix(x: torch.Tensor, params: AugMixParams) -> torch.Tensor:
         for d in range(params.op_idx.shape[2]): _apply_grouped_(work, rows[s, :, d].flatten(), mags[s, :, d].flatten(), pool)
         # m*x + (1-m)*sum_k w_k*chain_k: one multiply-add per row, reading the uint8 rows directly
         w, c = work.view(n, width + 1, -1), coef[s, :, None]
-        mix = torch.mul(w[:, 0], c[:, 0], out=mf[:n])
+        mix = mf[:n].copy_(w[:, 0]).mul_(c[:, 0])
         for j in range(1, width + 1): mix.addcmul_(w[:, j], c[:, j])
         mix = mix.view(-1, *x.shape[1:])
         out[s] = _u8(mix.round_().clamp_(0, 255)) if x.dtype == torch.uint8 else mix.div_(255).clamp_(0, 1)
