@@ -492,22 +492,19 @@ def apply_augmix(x: torch.Tensor, params: AugMixParams) -> torch.Tensor:
     mags = torch.cat([torch.zeros(B, 1, params.magnitude.shape[2], dtype=params.magnitude.dtype), params.magnitude], 1)
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     chunks = _chunks(B, (width + 1) * x[0].numel(), x.device)
-    k, N = chunks[0].stop, x[0].numel()                             # images per chunk: buffers allocated once, reused
-    wb = torch.empty((k, width + 1, N), dtype=torch.uint8, device=x.device)
-    mf, tf = torch.empty((2, k, N), dtype=dt, device=x.device)
-    ib = torch.empty((k, N), dtype=torch.int32, device=x.device)
+    k = chunks[0].stop                                              # images per chunk: the float buffer is allocated once, reused
+    mf = torch.empty((k, x[0].numel()), dtype=dt, device=x.device)
     for s in chunks:
         n = s.stop - s.start
         # the image and its `width` chains side by side: each chain step is one grouped pass over all of them
-        w = wb[:n].copy_(q[s].reshape(n, 1, N).expand(-1, width + 1, -1))
-        for d in range(params.op_idx.shape[2]):
-            _apply_grouped_(w.view(-1, *x.shape[1:]), rows[s, :, d].flatten(), mags[s, :, d].flatten(), pool)
-        # m*x + (1-m)*sum_k w_k*chain_k: each row cast into a float buffer (a uint8 argument would make a new one), one multiply-add
-        c = coef[s, :, None]
+        work = q[s, None].expand(-1, width + 1, -1, -1, -1).contiguous().view(-1, *x.shape[1:])
+        for d in range(params.op_idx.shape[2]): _apply_grouped_(work, rows[s, :, d].flatten(), mags[s, :, d].flatten(), pool)
+        # m*x + (1-m)*sum_k w_k*chain_k: one multiply-add per row, reading the uint8 rows directly
+        w, c = work.view(n, width + 1, -1), coef[s, :, None]
         mix = mf[:n].copy_(w[:, 0]).mul_(c[:, 0])
-        for j in range(1, width + 1): mix.addcmul_(tf[:n].copy_(w[:, j]), c[:, j])
-        if x.dtype == torch.uint8: out[s].view(n, N).copy_(ib[:n].copy_(mix.round_().clamp_(0, 255)))   # through int32, see `_u8`
-        else: out[s] = mix.div_(255).clamp_(0, 1).view(-1, *x.shape[1:])
+        for j in range(1, width + 1): mix.addcmul_(w[:, j], c[:, j])
+        mix = mix.view(-1, *x.shape[1:])
+        out[s] = _u8(mix.round_().clamp_(0, 255)) if x.dtype == torch.uint8 else mix.div_(255).clamp_(0, 1)
     return out
 
 def augmix(x: torch.Tensor, severity: float = 3, width: int = 3, depth: int = -1, alpha: float = 1.0, ops=AUGMIX_OPS,
