@@ -277,8 +277,8 @@ def _shear(x: torch.Tensor, f: torch.Tensor, dim: int, mask=None, fill=0, ignore
     v0, v1 = (g[..., :-1], g[..., 1:]) if dim == 3 else (g[:, :, :-1], g[:, :, 1:])
     # PIL: in0 + (in1 - in0)*dx, truncated for uint8
     out = _u8((v1 - v0).mul_(a).add_(v0)) if x.dtype == torch.uint8 else torch.lerp(v0, v1, a)
-    line = (lambda t: t[:, :, None]) if dim == 3 else (lambda t: t[:, None, :])      # (B, M) -> (B, H, W)
-    along = (lambda t: t.view(1, 1, -1)) if dim == 3 else (lambda t: t.view(1, -1, 1))
+    line = (lambda z: z[:, :, None]) if dim == 3 else (lambda z: z[:, None, :])      # (B, M) -> (B, H, W)
+    along = (lambda z: z.view(1, 1, -1)) if dim == 3 else (lambda z: z.view(1, -1, 1))
     pos = along(torch.arange(L, dtype=f.dtype, device=x.device) + 0.5) + line(s)  # (B, H, W) sample coordinates, as PIL
     valid = (pos >= 0) & (pos < L)
     out = _fill_outside_(out, valid[:, None], fill)
