@@ -1,12 +1,13 @@
 """Throughput of AugMix on CPU: our batched `diversification.ops` (after, and before the issue-20 rewrite) vs timm's and
 torchvision's per-image AugMix, the single ops, the view share of a 28 px AugMix + Mixup training step, and seg-AugMix views.
 
-Run from the repository root:  python bench/bench_augmix.py [--reps 3] [--json out.json] [--quick] [--before COMMIT]
+Run from the repository root:  python bench/bench_augmix.py [--reps 3] [--repeat 1] [--json out.json] [--quick] [--before COMMIT]
 Images are the real photo crops of tests/fixtures/photos resized to `size` x `size`, cycled to fill the batch.
 "before" is `diversification/ops.py` as of commit 2925559 (the ops before the issue-20 rewrite; `--before` names another
 commit), read with `git show` and run on the same inputs in the same process.
-The implementations are timed in turns (one run of each per round). Nothing here is asserted: the numbers depend on
-the machine and its load.
+The implementations are timed in turns (one run of each per round). `--repeat N` measures the AugMix comparisons N times,
+all configurations in each pass, and reports the median rates and the range of the ratios over the passes: on a host
+with slow spells one pass can land in a spell. Nothing here is asserted: the numbers depend on the machine and its load.
 """
 import argparse, json, os, platform, statistics, subprocess, sys, time, types
 from pathlib import Path
@@ -115,16 +116,22 @@ def bench_seg(before, batch: int, reps: int, hw=(128, 256)) -> dict:
     finally: sa.apply_augmix = after.apply_augmix
 
 
-def run(reps: int = 3, quick: bool = False, before_commit: str = BEFORE_COMMIT) -> dict:
+def run(reps: int = 3, quick: bool = False, before_commit: str = BEFORE_COMMIT, repeat: int = 1) -> dict:
     before = load_before(before_commit)
     res = dict(info=dict(cpu_count=os.cpu_count(), torch=torch.__version__, machine=platform.machine(), reps=reps,
-                         before=f'diversification/ops.py at {before_commit}' if before else None), augmix=[], ops={})
-    for size in (224, 32):
-        for batch in ((64,) if quick else (64, 256)):
-            for threads in ((2,) if quick else (1, 2)):
-                r = bench_augmix(before, size, batch, threads, reps)
-                res['augmix'].append(dict(size=size, batch=batch, threads=threads, **r))
-                print(f'augmix {size}px B={batch} threads={threads}: ' + ', '.join(f'{k} {v:.0f}' for k, v in r.items()), flush=True)
+                         repeat=repeat, before=f'diversification/ops.py at {before_commit}' if before else None),
+               augmix=[], ops={})
+    configs = [(size, batch, threads) for size in (224, 32) for batch in ((64,) if quick else (64, 256))
+               for threads in ((2,) if quick else (1, 2))]
+    runs = {c: [] for c in configs}
+    for i in range(repeat):                       # every configuration once per pass: the passes are spread in time
+        for size, batch, threads in configs:
+            r = bench_augmix(before, size, batch, threads, reps)
+            runs[size, batch, threads].append(r)
+            print(f'pass {i + 1}/{repeat} augmix {size}px B={batch} threads={threads}: ' + ', '.join(f'{k} {v:.0f}' for k, v in r.items()), flush=True)
+    for (size, batch, threads), rs in runs.items():
+        row = dict(size=size, batch=batch, threads=threads, **{k: statistics.median(r[k] for r in rs) for k in rs[0]})
+        res['augmix'].append(row | (dict(runs=rs) if repeat > 1 else {}))
     torch.set_num_threads(2)
     for size in (224, 32): res['ops'][size] = bench_ops(before, size, 64, reps)
     res['step'] = bench_step(before, max(reps, 5))
@@ -135,14 +142,20 @@ def run(reps: int = 3, quick: bool = False, before_commit: str = BEFORE_COMMIT) 
 def report(res: dict) -> str:
     "Markdown tables of `run`'s results."
     f = lambda v: f'{v:.0f}' if v is not None else '-'
-    L = [f"CPU: {res['info']['cpu_count']} cores, torch {res['info']['torch']}, median of {res['info']['reps']} runs; "
-         f"before = {res['info']['before']}", '',
+    n = res['info'].get('repeat', 1)
+    L = [f"CPU: {res['info']['cpu_count']} cores, torch {res['info']['torch']}, median of {res['info']['reps']} runs"
+         f"{f', median over {n} passes' if n > 1 else ''}; before = {res['info']['before']}", '',
          '| size | batch | threads | ours after (img/s) | ours before | timm PIL | torchvision v2 | after / before | after / timm | after / torchvision |',
          '|---|---|---|---|---|---|---|---|---|---|']
     for r in res['augmix']:
         b = r.get('before')
         L.append(f"| {r['size']} px | {r['batch']} | {r['threads']} | {f(r['after'])} | {f(b)} | {f(r['timm'])} | {f(r['torchvision'])} | "
                  f"{r['after'] / b if b else float('nan'):.2f}x | {r['after'] / r['timm']:.2f}x | {r['after'] / r['torchvision']:.2f}x |")
+    if n > 1:
+        def span(r, k): v = [x['after'] / x[k] for x in r['runs']]; return f'{min(v):.2f}-{max(v):.2f}x'
+        L += ['', f'The ratios over the {n} passes (min-max):', '',
+              '| size | batch | threads | after / timm | after / torchvision |', '|---|---|---|---|---|']
+        L += [f"| {r['size']} px | {r['batch']} | {r['threads']} | {span(r, 'timm')} | {span(r, 'torchvision')} |" for r in res['augmix']]
     L += ['', 'Single ops, `apply_op_batch` on a whole batch of 64 (img/s, 2 threads):', '',
           '| op | 224 px after | 224 px before | 32 px after | 32 px before |', '|---|---|---|---|---|']
     for name in after.AUGMIX_OPS:
@@ -161,10 +174,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--reps', type=int, default=3)
     ap.add_argument('--quick', action='store_true', help='batch 64 and 2 threads only')
+    ap.add_argument('--repeat', type=int, default=1, help='passes over the AugMix comparisons (median rates, range of ratios)')
     ap.add_argument('--json', type=str, default=None, help='also write the results to this JSON file')
     ap.add_argument('--before', type=str, default=BEFORE_COMMIT, help='the commit whose ops.py is timed as "before"')
     a = ap.parse_args()
-    res = run(a.reps, a.quick, a.before)
+    if a.repeat < 1: ap.error('--repeat must be >= 1')
+    res = run(a.reps, a.quick, a.before, a.repeat)
     print(report(res))
     if a.json: Path(a.json).write_text(json.dumps(res, indent=2))
 
