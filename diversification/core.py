@@ -11,9 +11,9 @@ import torch
 from fastai.callback.core import Callback, CancelValidException
 
 # %% auto #0
-__all__ = ['set_seed', 'as_generator', 'check_image_batch', 'check_mask_batch', 'to_float', 'to_uint8', 'default_device',
-           'save_checkpoint', 'load_checkpoint', 'load_or_train', 'ValidateAtEnd', 'rss_mb', 'reset_peak_rss',
-           'call_in_fresh_process']
+__all__ = ['set_seed', 'as_generator', 'check_image_batch', 'check_mask_batch', 'to_float', 'trunc_uint8', 'to_uint8',
+           'default_device', 'save_checkpoint', 'load_checkpoint', 'load_or_train', 'ValidateAtEnd', 'rss_mb',
+           'reset_peak_rss', 'call_in_fresh_process']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 def set_seed(seed: int, deterministic: bool = True) -> torch.Generator:
@@ -63,9 +63,13 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     "Image batch as float in [0, 1] (uint8 is divided by 255; float passes through)."
     return x.float().div_(255) if x.dtype == torch.uint8 else x
 
+def trunc_uint8(x: torch.Tensor) -> torch.Tensor:
+    "Float holding values in [0, 256) as uint8, truncated; through int32, which on the CPU is several times faster than a direct cast."
+    return x.to(torch.int32).to(torch.uint8)
+
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     "Image batch as uint8 (float in [0, 1] is scaled, rounded and clamped; uint8 passes through)."
-    return x if x.dtype == torch.uint8 else x.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    return x if x.dtype == torch.uint8 else trunc_uint8(x.mul(255).round_().clamp_(0, 255))
 
 # %% ../nbs/00_core.ipynb #b2797955
 def default_device() -> torch.device:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable
 import torch
 import torch.nn.functional as F
-from .core import as_generator, check_image_batch, check_mask_batch, to_float, to_uint8
+from .core import as_generator, check_image_batch, check_mask_batch, to_float, to_uint8, trunc_uint8
 
 # %% auto #0
 __all__ = ['OPS', 'AUGMIX_OPS', 'PIXEL_OPS', 'apply_lut', 'histogram', 'grayscale', 'blend', 'autocontrast', 'equalize',
@@ -39,10 +39,6 @@ def _chunks(n: int, per_item: int, device: torch.device) -> list[slice]:
     return [slice(i, min(i + k, n)) for i in range(0, n, k)]
 
 # %% ../nbs/02_ops.ipynb #8d0cc67c
-def _u8(xf: torch.Tensor) -> torch.Tensor:
-    "float holding values in [0, 256) -> uint8, truncated: through int32, on the CPU several times faster than a direct cast."
-    return xf.to(torch.int32).to(torch.uint8)
-
 _TAKE_CHUNK = 1 << 18    # values per table lookup on the CPU: their int64 index (2 MB) stays in cache
 
 def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
@@ -84,14 +80,14 @@ def _luma(xf: torch.Tensor) -> torch.Tensor:
 
 def _blend_(xf: torch.Tensor, d: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     "PIL's `Image.blend(d, x, factor)` on float32 `xf` holding integers (overwritten): `d + factor*(x - d)`, clipped, truncated to uint8."
-    return _u8(xf.sub_(d).mul_(factor).add_(d).clamp_(0, 255))
+    return trunc_uint8(xf.sub_(d).mul_(factor).add_(d).clamp_(0, 255))
 
 def blend(degenerate: torch.Tensor, x: torch.Tensor, factor) -> torch.Tensor:
     "`degenerate + factor*(x - degenerate)` per sample, like PIL's `Image.blend` (float32, truncation) for `uint8`."
     if x.dtype == torch.uint8:
         d = degenerate.float()
         out = x.float().sub_(d).mul_(_per_sample(factor, x, 'factor')).add_(d)   # d + f*(x - d), PIL's float32 order
-        return _u8(out.clamp_(0, 255))                                           # float -> uint8 truncates
+        return trunc_uint8(out.clamp_(0, 255))                                           # float -> uint8 truncates
     return (degenerate + _per_sample(factor, x, 'factor', x.dtype) * (x - degenerate)).clamp(0, 1)
 
 # %% ../nbs/02_ops.ipynb #6f6091f3
@@ -153,7 +149,7 @@ def smooth(x: torch.Tensor) -> torch.Tensor:
     if min(x.shape[-2:]) < 3: return x
     if x.dtype == torch.uint8:
         out = x.clone()                                             # the border is copied
-        out[..., 1:-1, 1:-1] = _u8(_smooth_levels(x.float()))
+        out[..., 1:-1, 1:-1] = trunc_uint8(_smooth_levels(x.float()))
         return out
     def row(r, centre): return (r[..., :-2] * (1 / 13) + r[..., 1:-1] * centre) + r[..., 2:] * (1 / 13)
     ss = (row(x[..., 2:, :], 1 / 13) + row(x[..., 1:-1, :], 5 / 13)) + row(x[..., :-2, :], 1 / 13)
@@ -183,7 +179,7 @@ def adjust_contrast(x: torch.Tensor, factor) -> torch.Tensor:
 def adjust_brightness(x: torch.Tensor, factor) -> torch.Tensor:
     "Brightness, like `ImageEnhance.Brightness(img).enhance(factor)`: blend with black."
     x = check_image_batch(x)
-    if x.dtype == torch.uint8: return _u8(x.float().mul_(_per_sample(factor, x, 'factor')).clamp_(0, 255))   # PIL's blend with 0
+    if x.dtype == torch.uint8: return trunc_uint8(x.float().mul_(_per_sample(factor, x, 'factor')).clamp_(0, 255))   # PIL's blend with 0
     return blend(torch.zeros_like(x), x, factor)
 
 def adjust_sharpness(x: torch.Tensor, factor) -> torch.Tensor:
@@ -224,7 +220,7 @@ def _bilinear(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         torch.add((p * u * (2 / n)).to(dt)[:, None], ((q * v + r) * (2 / n) - 1).to(dt)[:, :, None], out=grid[..., k])
     out = F.grid_sample(x.to(dt), grid, mode='bilinear', padding_mode='border', align_corners=False)
     # grid_sample weights sum to 1 only up to float32 rounding: the small epsilon keeps flat regions exact (and < 256)
-    return _u8(out.add_(1e-3)) if x.dtype == torch.uint8 else out
+    return trunc_uint8(out.add_(1e-3)) if x.dtype == torch.uint8 else out
 
 def _fill_outside_(t: torch.Tensor, valid: torch.Tensor, fill) -> torch.Tensor:
     "`t` where `valid` (broadcast over channels), `fill` elsewhere, in place: a multiply, on the CPU far cheaper than `masked_fill_`."
@@ -276,7 +272,7 @@ def _shear(x: torch.Tensor, f: torch.Tensor, dim: int, mask=None, fill=0, ignore
     if x.dtype == torch.uint8: g = g.float()
     v0, v1 = (g[..., :-1], g[..., 1:]) if dim == 3 else (g[:, :, :-1], g[:, :, 1:])
     # PIL: in0 + (in1 - in0)*dx, truncated for uint8
-    out = _u8((v1 - v0).mul_(a).add_(v0)) if x.dtype == torch.uint8 else torch.lerp(v0, v1, a)
+    out = trunc_uint8((v1 - v0).mul_(a).add_(v0)) if x.dtype == torch.uint8 else torch.lerp(v0, v1, a)
     line = (lambda z: z[:, :, None]) if dim == 3 else (lambda z: z[:, None, :])      # (B, M) -> (B, H, W)
     along = (lambda z: z.view(1, 1, -1)) if dim == 3 else (lambda z: z.view(1, -1, 1))
     pos = along(torch.arange(L, dtype=f.dtype, device=x.device) + 0.5) + line(s)  # (B, H, W) sample coordinates, as PIL
@@ -504,7 +500,7 @@ def apply_augmix(x: torch.Tensor, params: AugMixParams) -> torch.Tensor:
         mix = mf[:n].copy_(w[:, 0]).mul_(c[:, 0])
         for j in range(1, width + 1): mix.addcmul_(w[:, j], c[:, j])
         mix = mix.view(-1, *x.shape[1:])
-        out[s] = _u8(mix.round_().clamp_(0, 255)) if x.dtype == torch.uint8 else mix.div_(255).clamp_(0, 1)
+        out[s] = trunc_uint8(mix.round_().clamp_(0, 255)) if x.dtype == torch.uint8 else mix.div_(255).clamp_(0, 1)
     return out
 
 def augmix(x: torch.Tensor, severity: float = 3, width: int = 3, depth: int = -1, alpha: float = 1.0, ops=AUGMIX_OPS,
@@ -572,4 +568,4 @@ def jpeg_compress(x: torch.Tensor, quality) -> torch.Tensor:
     cb, cr = c[:, 0] - 128, c[:, 1] - 128
     out = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)[..., :H, :W]
     out = out.round().clamp(0, 255)
-    return out.to(torch.uint8) if x.dtype == torch.uint8 else (out / 255).to(x.dtype)
+    return trunc_uint8(out) if x.dtype == torch.uint8 else (out / 255).to(x.dtype)

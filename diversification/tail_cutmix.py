@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from fastai.data.transforms import ItemTransform
 from fastai.torch_core import TensorImage, TensorMask
-from .core import as_generator, check_image_batch, check_mask_batch, to_float
+from .core import as_generator, check_image_batch, check_mask_batch, to_float, to_uint8
 from .data import CITYSCAPES_CLASSES, IGNORE_INDEX, SegClasses, seg_items, seg_classes, class_frequency_table
 from .models import HRNetFeatures
 from .segtrain import (SegAugParams, draw_seg_aug_params, seg_aug_grid, warp_labels, apply_seg_aug, seg_train_dls,
@@ -290,7 +290,7 @@ def _box_grid(box, dst, flip, out_size, in_size, device):
 def _like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     "Image batch `t` in the dtype (and value range) of `x`."
     if t.dtype == x.dtype: return t
-    return t.float().mul(255).round_().clamp_(0, 255).to(torch.uint8) if x.dtype == torch.uint8 else to_float(t).to(x.dtype)
+    return to_uint8(t.float()) if x.dtype == torch.uint8 else to_float(t).to(x.dtype)
 
 def apply_tail_mix(x: torch.Tensor, y: torch.Tensor, bank: TailBank, p: TailMixParams, ignore_index: int = IGNORE_INDEX):
     "Apply `p` to images `x` (uint8, or float in [0, 1]) and masks `y` on their device: the mixed `(x, y)`."
