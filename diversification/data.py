@@ -198,8 +198,14 @@ def fashion_mnist_dls(n_per_class: int = 50, seed: int = 0, bs: int = 64, n_test
                       source=None, channels: int | None = None, device=None, **kwargs) -> DataLoaders:
     "Few-shot Fashion-MNIST DataLoaders: `n_per_class` training images per class (seeded) and the test pool as validation."
     d = load_fashion_mnist(source)
-    itr = few_shot_indices(d['y_train'], n_per_class, seed)
-    ite = np.arange(len(d['y_test'])) if n_test_per_class is None else few_shot_indices(d['y_test'], n_test_per_class, seed)
+    tree = source.root if isinstance(source, ImageFolderSource) else source if source not in (None, 'debian') and (Path(source)/'train').is_dir() else None
+    def pick(y, n, split):
+        try: return few_shot_indices(y, n, seed)
+        except DatasetError as e:
+            where = Path(tree)/split if tree else f"Fashion-MNIST {'train' if split == 'train' else 'test'}"
+            raise DatasetError(f"{where}: {e} (class names: {d['classes']})") from None
+    itr = pick(d['y_train'], n_per_class, 'train')
+    ite = np.arange(len(d['y_test'])) if n_test_per_class is None else pick(d['y_test'], n_test_per_class, 'val')
     return array_dls(d['x_train'][itr], d['y_train'][itr], d['x_test'][ite], d['y_test'][ite], d['classes'],
                      bs=bs, channels=channels, device=device, seed=seed, **kwargs)
 

@@ -20,7 +20,7 @@ from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learn
 from fastai.callback.progress import ProgressCallback
 from .core import set_seed, default_device, _jsonable, ValidateAtEnd
 from .train import BaseAugment
-from .data import DatasetError, ImageFolderSource, fashion_mnist_dls, seg_dls, show_seg_batch, seg_items, seg_layout, read_seg_classes, open_image, IGNORE_INDEX
+from .data import DatasetError, ImageFolderSource, fashion_mnist_dls, load_fashion_mnist, seg_dls, show_seg_batch, seg_items, seg_layout, read_seg_classes, open_image, IGNORE_INDEX
 from .models import timm_classifier, UNet, param_count
 from .synthcity import make_synthcity
 from .metrics import evaluate_segmenter, plot_class_iou
@@ -160,6 +160,18 @@ def _cls_name(cfg: RunConfig) -> str:
     if cfg.imagefolder: return f"ImageFolder {Path(cfg.imagefolder).name}, {cfg.image_size} px"
     return 'Fashion-MNIST few-shot' + (f" ({cfg.fashion_source})" if cfg.fashion_source else '')
 
+def _cls_params(cfg: RunConfig) -> dict:
+    """The size's parameters with its classification counts fitted to the data: where some class holds fewer than `cls_n`
+    training images, every class trains on the smallest class's count; where some class holds fewer than the size's test
+    images per class (`am_test_n`, `su_test_n`), the whole test split is scored (a user's `val/` of 20 images a class)."""
+    p = dict(cfg.params)
+    d = load_fashion_mnist(cfg.cls_source)
+    n_train, n_test = int(np.bincount(d['y_train']).min()), int(np.bincount(d['y_test']).min())
+    p['cls_n'] = min(p['cls_n'], n_train)
+    for k in ('am_test_n', 'su_test_n'):
+        if p[k] is not None and p[k] > n_test: p[k] = None
+    return p
+
 def _seg_name(cfg: RunConfig) -> str:
     "The segmentation data of a run, for titles: your folder's dataset name (`classes.json`'s, else the folder's), a Cityscapes root's or SynthCity."
     if cfg.seg_folder: return read_seg_classes(cfg.seg_folder).title
@@ -181,7 +193,7 @@ def plot_curves(curves: dict, title: str = '', smooth: int = 20):
 @experiment('baseline_classification')
 def baseline_classification(cfg: RunConfig, show_progress: bool = True) -> Result:
     "ResNet-10t from scratch on the few-shot Fashion-MNIST subset (cross-entropy on the base pipeline): test accuracy per seed."
-    p, rows, learn = cfg.params, [], None
+    p, rows, learn = _cls_params(cfg), [], None
     for seed in cfg.seeds:
         set_seed(seed)
         dls = fashion_mnist_dls(n_per_class=p['cls_n'], seed=seed, bs=64, source=cfg.cls_source, device=cfg.device)
@@ -253,7 +265,7 @@ PAPER_TABLE2_B0 = am.PAPER_TABLE2_B0   # % top-1, the paper's Table 2
 @experiment('augmix_mixup')
 def augmix_mixup(cfg: RunConfig, show_progress: bool = True) -> Result:
     "AugMix + Mixup + JSD on few-shot Fashion-MNIST: Table 2's four rows (and Tables 4-6 sweeps at full size)."
-    p = cfg.params
+    p = _cls_params(cfg)
     curves = {}
     df = am.run_table(p['cls_n'], p['am_epochs'], cfg.seeds, sweeps=am.SWEEPS if p['am_sweeps'] else {}, source=cfg.cls_source,
                       device=cfg.device, progress=show_progress, n_test_per_class=p['am_test_n'],
@@ -318,7 +330,7 @@ def efficientseg(cfg: RunConfig, show_progress: bool = True) -> Result:
 @experiment('sumix')
 def sumix(cfg: RunConfig, show_progress: bool = True) -> Result:
     "Each mixer (Mixup, CutMix, FMix, SaliencyMix, ResizeMix) with and without SUMix on few-shot Fashion-MNIST."
-    p = cfg.params
+    p = _cls_params(cfg)
     curves = {}
     df = su.run_sumix_table(p['cls_n'], p['su_epochs'], cfg.seeds, kinds=p['su_kinds'], ablation_kinds=p['su_ablation'], n_test_per_class=p['su_test_n'],
                             n_robust=p['su_robust'], source=cfg.cls_source, device=cfg.device, progress=show_progress,
@@ -367,7 +379,7 @@ PAPER_TABLE3 = en.PAPER_TABLE3   # the paper's Table 3 (%), EfficientNets added 
 @experiment('ensemble')
 def ensemble(cfg: RunConfig, show_progress: bool = True) -> Result:
     "Equal-average classifier ensembles (Table 3) and average / frequency-weighted segmentation ensembles with TTA (Table 7)."
-    p = cfg.params
+    p = _cls_params(cfg)
     members, curve = en.run_cls_ensemble(p['cls_n'], p['en_epochs'], cfg.seeds, p['en_members'], n_test_per_class=p['am_test_n'],
                                          source=cfg.cls_source, device=cfg.device, store=_store(cfg, 'ensemble_cls'), progress=show_progress)
     cls_m, cls_c = en.summarize_cls_ensemble(members, curve)
@@ -390,7 +402,7 @@ def ensemble(cfg: RunConfig, show_progress: bool = True) -> Result:
             f"; rare-class mIoU with TTA: average {t.loc['Average ensemble', 'rare_miou_tta_mean']:.3f}, FW {t.loc['FW ensemble', 'rare_miou_tta_mean']:.3f}. "
             "paper_table7_miou_percent is the paper's HRNetV2-W48 + OCR on MiniCity val and the paper_table3 columns its EfficientNets "
             "on the VIPriors ImageNet subset, not ours")
-    return Result('Ensembles and TTA: Table 3 and Table 7 at our scale', table, {'ensemble_table3': ax.figure}, note,
+    return Result(f'Ensembles and TTA: Table 3 and Table 7 at our scale ({_cls_name(cfg)}; {_seg_name(cfg)})', table, {'ensemble_table3': ax.figure}, note,
                   {'Table 3 curve (mean over seeds)': cls_c, 'ensemble members': cls_m, 'Table 7 per seed': seg,
                    'per-class IoU with TTA (mean over seeds)': mean_over_seeds(seg_pc).reset_index()},
                   pd.concat([cl.measure_add_one(curve), cl.measure_table(seg, 'ensemble')], ignore_index=True))
