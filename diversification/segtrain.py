@@ -13,7 +13,7 @@ from torch import nn
 from fastai.data.core import TfmdDL, DataLoaders
 from fastai.data.transforms import IntToFloatTensor, ItemTransform
 from fastai.torch_core import TensorImage, TensorMask
-from .core import as_generator, check_image_batch, check_mask_batch, to_float
+from .core import as_generator, check_image_batch, check_mask_batch, to_float, to_uint8
 from .data import SegDataset, SegClasses, CITYSCAPES, seg_items, seg_classes, CITYSCAPES_CLASSES, IGNORE_INDEX
 from .ops import jpeg_compress
 
@@ -191,7 +191,7 @@ def apply_seg_aug(x: torch.Tensor, y: torch.Tensor, p: SegAugParams, ignore_inde
     xo = xo.clamp(0, 1)
     jp = torch.nonzero(p.quality > 0).flatten()
     if len(jp): xo[dev(jp)] = jpeg_compress(xo[dev(jp)], dev(p.quality[jp]))
-    return (xo.mul(255).round().to(torch.uint8) if x.dtype == torch.uint8 else xo.to(x.dtype)), yo
+    return (to_uint8(xo) if x.dtype == torch.uint8 else xo.to(x.dtype)), yo
 
 # %% ../nbs/05_segtrain.ipynb #ad969d1d
 SEG_BASE_AUG = dict(scale=(0.5, 2.0), scale_jitter=0.0, p_rotate=0.0, p_flip=0.5, p_color=1.0, color=(0.9, 1.1), p_jpeg=0.0)
