@@ -27,7 +27,7 @@ class ExperimentRows:
 MIXERS = ('mixup', 'cutmix', 'fmix', 'saliencymix', 'resizemix')
 
 EXPERIMENT_ROWS = {
-    'augmix_mixup': ExperimentRows(('Baseline', 'Mixup', 'AugMix', 'AugMix+Mixup'), ('test_accuracy', 'tta_accuracy')),
+    'augmix_mixup': ExperimentRows(('Baseline', 'Mixup', 'AugMix', 'AugMix+Mixup', 'gamma=0'), ('test_accuracy', 'tta_accuracy')),   # gamma=0: Table 6's point without the JSD term
     'sumix':        ExperimentRows(MIXERS + tuple(f'{m} + SUMix' for m in MIXERS),
                                    ('test_accuracy', 'corruption_acc', 'fgsm_acc', 'occlusion50_acc')),
     'ensemble':     ExperimentRows(('best single member', 'ensemble of all members', 'Baseline', '+OHEM', '+seg-AugMix', 'Average ensemble',
@@ -90,6 +90,8 @@ CLAIMS = (
           'AugMix + Mixup with JSD beats Mixup alone'),
     Claim('tta_10crop_gt_single', _AM, 'Sec. 3.1 (TTA)', 'augmix_mixup', 'tta_accuracy', 'AugMix+Mixup', 'AugMix+Mixup', 'test_accuracy',
           None, None, '10 random crops averaged beat a single view'),
+    Claim('table6_jsd_gt_no_jsd', _AM, 'Table 6', 'augmix_mixup', 'test_accuracy', 'AugMix+Mixup', 'gamma=0', None, am.PAPER_TABLE6_B0[12], am.PAPER_TABLE6_B0[0],
+          'the JSD consistency term (gamma = 12) beats AugMix + Mixup trained without it (gamma = 0)'),
     Claim('table3_ensemble_gt_best', _AM, 'Table 3', 'ensemble', 'accuracy', 'ensemble of all members', 'best single member', None, _T3['ensemble'][-1], max(_T3['model']),
           'the equal-average ensemble of all members beats its best member'),
     Claim('table7_ohem_gt_baseline', _AM, 'Table 7', 'seg_augmix', 'miou_tta', '+OHEM', 'Baseline', None, _T7['+OHEM'], _T7['Baseline'],
@@ -159,7 +161,7 @@ def long_scores(df: pd.DataFrame, experiment: str, metrics, setting: str = 'sett
 
 def measure_table(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
     "A per-seed table with a `setting` column (Table 2, seg-AugMix, EfficientSeg, tail CutMix, segmentation ensembles)."
-    if 'group' in df.columns: df = df[df.group == 'Table 2']                # AugMix + Mixup: the sweeps are not Table 2 rows
+    if 'group' in df.columns: df = df[(df.group == 'Table 2') | (df.setting == 'gamma=0')]   # AugMix + Mixup: Table 2 and Table 6's gamma = 0
     return long_scores(df, experiment, EXPERIMENT_ROWS[experiment].metrics)
 
 def measure_sumix(df: pd.DataFrame, experiment: str = 'sumix') -> pd.DataFrame:
