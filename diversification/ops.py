@@ -404,12 +404,34 @@ def apply_op_batch(x: torch.Tensor, op_idx, magnitude, ops=AUGMIX_OPS, mask=None
 _SMALL_IMAGE = 1 << 14    # elements per image under which `_apply_grouped_` gathers a group with one index_select
 _OP_CHUNK = 1 << 20       # values an op is given at a time on the CPU
 
+def _apply_sorted_(x: torch.Tensor, groups: dict, magnitude: torch.Tensor, pool: tuple, mask, ignore_index: int):
+    """`_apply_grouped_` in one gather and one scatter: the samples sorted by op, each op on its slice. For a small batch
+    on the CPU (per-group gathers would cost more than the ops) and off the CPU (fewer kernel launches and host copies)."""
+    order = [b for g in groups.values() for b in g]
+    if not order: return
+    perm = torch.tensor(order, device=x.device)
+    xs, ms, mag = x.index_select(0, perm), None if mask is None else mask.index_select(0, perm), magnitude[order]
+    outs, mouts, a = [], [], 0
+    for i, g in groups.items():
+        s, op = slice(a, a + len(g)), pool[i]
+        a += len(g)
+        if mask is not None and op.geometric:
+            o, mo = op.fn(xs[s], mag[s], mask=ms[s], ignore_index=ignore_index)
+            mouts.append(mo)
+        else:
+            o = op.fn(xs[s], mag[s])
+            if mask is not None: mouts.append(ms[s])
+        outs.append(o)
+    x.index_copy_(0, perm, torch.cat(outs))
+    if mask is not None: mask.index_copy_(0, perm, torch.cat(mouts))
+
 def _apply_grouped_(x: torch.Tensor, op_idx: torch.Tensor, magnitude: torch.Tensor, pool: tuple, mask=None, ignore_index: int = 255):
     "In place: sample `b` of `x` (and `mask`) gets op `pool[op_idx[b]]`; each op runs once, on all the samples that drew it."
     groups = {}
     for b, i in enumerate(op_idx.tolist()):
         if i >= 0 and pool[i].name != 'identity': groups.setdefault(i, []).append(b)
-    # consecutive samples are a view (the ops never write to their input); others are gathered and written back with
+    if x.device.type != 'cpu' or x.numel() <= _OP_CHUNK: return _apply_sorted_(x, groups, magnitude, pool, mask, ignore_index)
+    # a large batch on the CPU, op by op: consecutive samples are a view (the ops never write to their input); others are gathered and written back with
     # index_select/index_copy_ for small images, and with per-sample copies for large ones (on the CPU far cheaper there)
     small = x[0].numel() < _SMALL_IMAGE
     def rows(sel):
