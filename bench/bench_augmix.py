@@ -25,13 +25,18 @@ PHOTOS = ROOT / 'tests' / 'fixtures' / 'photos'
 BEFORE_COMMIT = '2925559'
 
 
+def ops_from_source(src: str, name: str) -> types.ModuleType:
+    "A module made from the source of a version of `diversification/ops.py` (its relative import made absolute)."
+    mod = types.ModuleType(name); sys.modules[name] = mod
+    exec(compile(src.replace('from .core import', 'from diversification.core import'), f'{name}.py', 'exec'), mod.__dict__)
+    return mod
+
+
 def load_before(commit: str = BEFORE_COMMIT) -> types.ModuleType | None:
     "The ops module as of `commit` (from git), or None where git or the commit is unavailable."
     try: src = subprocess.run(['git', '-C', str(ROOT), 'show', f'{commit}:diversification/ops.py'], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError): return None
-    mod = types.ModuleType('ops_before'); sys.modules['ops_before'] = mod
-    exec(compile(src.replace('from .core import', 'from diversification.core import'), 'ops_before.py', 'exec'), mod.__dict__)
-    return mod
+    return ops_from_source(src, 'ops_before')
 
 
 def load_photos(n: int, size: int, mode: str = 'RGB', hw=None) -> list[Image.Image]:
