@@ -84,10 +84,7 @@ def _blend_(xf: torch.Tensor, d: torch.Tensor, factor: torch.Tensor) -> torch.Te
 
 def blend(degenerate: torch.Tensor, x: torch.Tensor, factor) -> torch.Tensor:
     "`degenerate + factor*(x - degenerate)` per sample, like PIL's `Image.blend` (float32, truncation) for `uint8`."
-    if x.dtype == torch.uint8:
-        d = degenerate.float()
-        out = x.float().sub_(d).mul_(_per_sample(factor, x, 'factor')).add_(d)   # d + f*(x - d), PIL's float32 order
-        return trunc_uint8(out.clamp_(0, 255))                                           # float -> uint8 truncates
+    if x.dtype == torch.uint8: return _blend_(x.float(), degenerate.float(), _per_sample(factor, x, 'factor'))
     return (degenerate + _per_sample(factor, x, 'factor', x.dtype) * (x - degenerate)).clamp(0, 1)
 
 # %% ../nbs/02_ops.ipynb #6f6091f3
