@@ -427,9 +427,11 @@ def _apply_grouped_(x: torch.Tensor, op_idx: torch.Tensor, magnitude: torch.Tens
     groups = {}
     for b, i in enumerate(op_idx.tolist()):
         if i >= 0 and pool[i].name != 'identity': groups.setdefault(i, []).append(b)
-    if x.device.type != 'cpu' or x.numel() <= _OP_CHUNK: return _apply_sorted_(x, groups, magnitude, pool, mask, ignore_index)
-    # a large batch on the CPU, op by op: consecutive samples are a view (the ops never write to their input); others are gathered and written back with
-    # index_select/index_copy_ for small images, and with per-sample copies for large ones (on the CPU far cheaper there)
+    spread = any(g[-1] - g[0] != len(g) - 1 for g in groups.values())
+    if spread and (x.device.type != 'cpu' or x.numel() <= _OP_CHUNK): return _apply_sorted_(x, groups, magnitude, pool, mask, ignore_index)
+    # op by op (a large stack on the CPU, or groups that are all runs of consecutive samples): consecutive samples are a
+    # view (the ops never write to their input); others are gathered and written back with index_select/index_copy_
+    # for small images, and with per-sample copies for large ones (on the CPU far cheaper there)
     small = x[0].numel() < _SMALL_IMAGE
     def rows(sel):
         "How samples `sel` are addressed, decided once per group: a slice, an index tensor (small images) or the list."
