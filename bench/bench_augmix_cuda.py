@@ -8,8 +8,10 @@ Run from the repository root on a machine with a CUDA GPU:  python bench/bench_a
 2. Throughput of one AugMix view of a batch (224 and 32 px, batch 64 and 256): ours with the batch on the GPU, ours including
    the copy of the uint8 batch from pinned host memory, ours on the host's CPU threads; timm (PIL) and torchvision v2
    (uint8 tensors), per image in `--workers` DataLoader worker processes on the host, batched by the loader.
-3. The single ops on the GPU, the two seg-AugMix views of 128x256 images, and the view share of a 28 px AugMix + Mixup
+3. One AugMix call under the profiler (CUDA only): the kernels it launches and the share of its wall time the GPU is busy.
+4. The single ops on the GPU, the two seg-AugMix views of 128x256 images, and the view share of a 28 px AugMix + Mixup
    step of ResNet-10t (`step_cost`) on the GPU.
+`--compare PATH` also times another version of `diversification/ops.py` on the GPU, beside the current one.
 The host loaders run first, before CUDA is initialised (their workers fork). Images are the fixture photos, as in
 `bench_augmix.py`. Nothing is asserted: the numbers depend on the machine.
 """
