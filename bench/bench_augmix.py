@@ -2,12 +2,16 @@
 torchvision's per-image AugMix, the single ops, the view share of a 28 px AugMix + Mixup training step, and seg-AugMix views.
 
 Run from the repository root:  python bench/bench_augmix.py [--reps 3] [--repeat 1] [--json out.json] [--quick] [--before COMMIT]
+[--workers 2]
 Images are the real photo crops of tests/fixtures/photos resized to `size` x `size`, cycled to fill the batch.
 "before" is `diversification/ops.py` as of commit 2925559 (the ops before the issue-20 rewrite; `--before` names another
 commit), read with `git show` and run on the same inputs in the same process.
 The implementations are timed in turns (one run of each per round). `--repeat N` measures the AugMix comparisons N times,
 all configurations in each pass, and reports the median rates and the range of the ratios over the passes: on a host
-with slow spells one pass can land in a spell. Nothing here is asserted: the numbers depend on the machine and its load.
+with slow spells one pass can land in a spell. In that comparison timm's PIL runs on one core while our ops and
+torchvision's may use the torch threads; `--workers N` also times all three in N DataLoader worker processes of one
+thread each (ours on whole batches, the others per image), the way a loader spreads AugMix over the cores.
+Nothing here is asserted: the numbers depend on the machine and its load.
 """
 import argparse, json, os, platform, statistics, subprocess, sys, time, types
 from pathlib import Path
@@ -78,6 +82,61 @@ def bench_augmix(before, size: int, batch: int, threads: int, reps: int) -> dict
     return rates_interleaved(fns, batch, reps)
 
 
+class Images(torch.utils.data.Dataset):
+    "`n` items cycling through `items`, each passed through the per-image `tf`; PIL results become (C, H, W) uint8 tensors."
+    def __init__(self, items, n, tf): self.items, self.n, self.tf = items, n, tf
+    def __len__(self): return self.n
+    def __getitem__(self, i):
+        out = self.tf(self.items[i % len(self.items)])
+        return out if torch.is_tensor(out) else torch.from_numpy(np.array(out)).permute(2, 0, 1)
+
+
+class AugMixBatches(torch.utils.data.Dataset):
+    "`n` AugMix views of the whole batch `x` with our ops, one per item (seeded by the item's index)."
+    def __init__(self, x, n): self.x, self.n = x, n
+    def __len__(self): return self.n
+    def __getitem__(self, i): return after.augmix(self.x, severity=3, width=3, depth=-1, alpha=1.0, generator=i)
+
+
+def loader(ds, batch, workers: int) -> torch.utils.data.DataLoader:
+    "A DataLoader over `ds` in `workers` processes (each with one torch thread, as DataLoader sets them); `batch=None`: items are batches."
+    return torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, persistent_workers=workers > 0,
+                                       prefetch_factor=4 if workers else None)
+
+
+def pass_rate(dl) -> float:
+    "images/s of one pass over DataLoader `dl` (its batches are (B, C, H, W))."
+    t0 = time.perf_counter()
+    n = sum(b.shape[0] for b in dl)
+    return n / (time.perf_counter() - t0)
+
+
+def loader_rate(items, tf, batch: int, workers: int, n_images: int) -> float:
+    "images/s through a DataLoader of `workers` processes applying `tf` per image: the second pass over the data, timed."
+    dl = loader(Images(items, n_images, tf), batch, workers)
+    for _ in dl: pass                                          # the workers start and warm up
+    return pass_rate(dl)
+
+
+def bench_workers(size: int, batch: int, workers: int, reps: int, n_images: int) -> dict:
+    """images/s with each implementation in `workers` DataLoader processes of one torch thread each: ours on whole
+    batches, timm and torchvision per image, batched by the loader. After a warm-up pass, `reps` passes timed in turns."""
+    from timm.data.auto_augment import augment_and_mix_transform
+    import torchvision.transforms.v2 as T
+    ims, n_batches = load_photos(16, size), max(1, n_images // batch)
+    timm_t = augment_and_mix_transform('augmix-m3-w3', dict(translate_const=int(size * 0.45), img_mean=(124, 116, 104)))
+    tv_t = T.AugMix(severity=3, mixture_width=3, chain_depth=-1, alpha=1.0)
+    dls = {'after': loader(AugMixBatches(as_batch(load_photos(batch, size)), n_batches), None, workers),
+           'timm': loader(Images(ims, n_batches * batch, timm_t), batch, workers),
+           'torchvision': loader(Images(list(as_batch(ims)), n_batches * batch, tv_t), batch, workers)}
+    for dl in dls.values():
+        for _ in dl: pass
+    rates = {k: [] for k in dls}
+    for _ in range(reps):
+        for k, dl in dls.items(): rates[k].append(pass_rate(dl))
+    return dict(size=size, batch=batch, workers=workers, **{k: statistics.median(v) for k, v in rates.items()})
+
+
 MAGS = {'posterize': 3., 'solarize': 128., 'rotate': 13., 'shear_x': 0.2, 'shear_y': -0.2, 'translate_x': 9., 'translate_y': -9.}
 
 
@@ -121,7 +180,7 @@ def bench_seg(before, batch: int, reps: int, hw=(128, 256)) -> dict:
     finally: sa.apply_augmix = after.apply_augmix
 
 
-def run(reps: int = 3, quick: bool = False, before_commit: str = BEFORE_COMMIT, repeat: int = 1) -> dict:
+def run(reps: int = 3, quick: bool = False, before_commit: str = BEFORE_COMMIT, repeat: int = 1, workers: int = 2) -> dict:
     before = load_before(before_commit)
     res = dict(info=dict(cpu_count=os.cpu_count(), torch=torch.__version__, machine=platform.machine(), reps=reps,
                          repeat=repeat, before=f'diversification/ops.py at {before_commit}' if before else None),
@@ -137,6 +196,10 @@ def run(reps: int = 3, quick: bool = False, before_commit: str = BEFORE_COMMIT, 
     for (size, batch, threads), rs in runs.items():
         row = dict(size=size, batch=batch, threads=threads, **{k: statistics.median(r[k] for r in rs) for k in rs[0]})
         res['augmix'].append(row | (dict(runs=rs) if repeat > 1 else {}))
+    if workers:
+        res['workers'] = [bench_workers(size, batch, workers, 3, 1024 if size > 64 else 8192)
+                          for size in (224, 32) for batch in ((64,) if quick else (64, 256))]
+        for r in res['workers']: print(f"{workers} workers {r['size']}px B={r['batch']}: " + ', '.join(f'{k} {r[k]:.0f}' for k in ('after', 'timm', 'torchvision')), flush=True)
     torch.set_num_threads(2)
     for size in (224, 32): res['ops'][size] = bench_ops(before, size, 64, reps)
     res['step'] = bench_step(before, max(reps, 5))
@@ -161,6 +224,12 @@ def report(res: dict) -> str:
         L += ['', f'The ratios over the {n} passes (min-max):', '',
               '| size | batch | threads | after / timm | after / torchvision |', '|---|---|---|---|---|']
         L += [f"| {r['size']} px | {r['batch']} | {r['threads']} | {span(r, 'timm')} | {span(r, 'torchvision')} |" for r in res['augmix']]
+    if res.get('workers'):
+        w = res['workers'][0]['workers']
+        L += ['', f'Each in {w} DataLoader worker processes of one thread (ours on whole batches, the others per image; img/s, median of 3 passes):', '',
+              '| size | batch | ours | timm PIL | torchvision v2 | ours / timm | ours / torchvision |', '|---|---|---|---|---|---|---|']
+        L += [f"| {r['size']} px | {r['batch']} | {r['after']:.0f} | {r['timm']:.0f} | {r['torchvision']:.0f} | "
+              f"{r['after'] / r['timm']:.2f}x | {r['after'] / r['torchvision']:.2f}x |" for r in res['workers']]
     L += ['', 'Single ops, `apply_op_batch` on a whole batch of 64 (img/s, 2 threads):', '',
           '| op | 224 px after | 224 px before | 32 px after | 32 px before |', '|---|---|---|---|---|']
     for name in after.AUGMIX_OPS:
@@ -182,9 +251,10 @@ def main():
     ap.add_argument('--repeat', type=int, default=1, help='passes over the AugMix comparisons (median rates, range of ratios)')
     ap.add_argument('--json', type=str, default=None, help='also write the results to this JSON file')
     ap.add_argument('--before', type=str, default=BEFORE_COMMIT, help='the commit whose ops.py is timed as "before"')
+    ap.add_argument('--workers', type=int, default=2, help='also time all three in this many DataLoader worker processes (0: skip)')
     a = ap.parse_args()
     if a.repeat < 1: ap.error('--repeat must be >= 1')
-    res = run(a.reps, a.quick, a.before, a.repeat)
+    res = run(a.reps, a.quick, a.before, a.repeat, a.workers)
     print(report(res))
     if a.json: Path(a.json).write_text(json.dumps(res, indent=2))
 

@@ -18,34 +18,14 @@ The host loaders run first, before CUDA is initialised (their workers fork). Ima
 import argparse, json, os, platform, statistics, sys, time, traceback
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_augmix import MAGS, as_batch, load_photos, ops_from_source  # noqa: E402
+from bench_augmix import MAGS, as_batch, load_photos, loader_rate, ops_from_source  # noqa: E402
 from diversification import ops  # noqa: E402
 from diversification.core import to_float  # noqa: E402
 
 AM = dict(severity=3, width=3, depth=-1, alpha=1.0)
-
-
-class _Images(torch.utils.data.Dataset):
-    "`n` items cycling through `items`, each passed through the per-image `tf`; PIL results become (C, H, W) uint8 tensors."
-    def __init__(self, items, n, tf): self.items, self.n, self.tf = items, n, tf
-    def __len__(self): return self.n
-    def __getitem__(self, i):
-        out = self.tf(self.items[i % len(self.items)])
-        return out if torch.is_tensor(out) else torch.from_numpy(np.array(out)).permute(2, 0, 1)
-
-
-def loader_rate(items, tf, batch: int, workers: int, n_images: int) -> float:
-    "images/s through a DataLoader of `workers` processes applying `tf` per image: the second pass over the data, timed."
-    dl = torch.utils.data.DataLoader(_Images(items, n_images, tf), batch_size=batch, num_workers=workers,
-                                     persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
-    for _ in dl: pass                                          # the workers start and warm up
-    t0 = time.perf_counter()
-    n = sum(b.shape[0] for b in dl)
-    return n / (time.perf_counter() - t0)
 
 
 def device_rate(fn, batch: int, reps: int, device) -> float:
