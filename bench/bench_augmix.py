@@ -66,19 +66,27 @@ def rates_interleaved(fns: dict, batch: int, reps: int) -> dict:
     return {k: batch / statistics.median(v) for k, v in times.items()}
 
 
-def bench_augmix(before, size: int, batch: int, threads: int, reps: int) -> dict:
-    "images/s of one AugMix view of a batch: ours after and before, timm (PIL) and torchvision (uint8 tensors), per image."
+AM = dict(severity=3, width=3, depth=-1, alpha=1.0)      # our AugMix settings, those of timm's 'augmix-m3-w3' and torchvision's below
+
+
+def reference_transforms(size: int) -> tuple:
+    "timm's (PIL) and torchvision's (uint8 tensors) per-image AugMix for `size` px images, with the settings of `AM`."
     from timm.data.auto_augment import augment_and_mix_transform
     import torchvision.transforms.v2 as T
+    return (augment_and_mix_transform('augmix-m3-w3', dict(translate_const=int(size * 0.45), img_mean=(124, 116, 104))),
+            T.AugMix(severity=3, mixture_width=3, chain_depth=-1, alpha=1.0))
+
+
+def bench_augmix(before, size: int, batch: int, threads: int, reps: int) -> dict:
+    "images/s of one AugMix view of a batch: ours after and before, timm (PIL) and torchvision (uint8 tensors), per image."
     torch.set_num_threads(threads)
     ims = load_photos(batch, size)
     x = as_batch(ims)
     torch.manual_seed(0)
-    timm_t = augment_and_mix_transform('augmix-m3-w3', dict(translate_const=int(size * 0.45), img_mean=(124, 116, 104)))
-    tv_t = T.AugMix(severity=3, mixture_width=3, chain_depth=-1, alpha=1.0)
-    fns = {'after': lambda: after.augmix(x, severity=3, width=3, depth=-1, alpha=1.0, generator=0),
+    timm_t, tv_t = reference_transforms(size)
+    fns = {'after': lambda: after.augmix(x, **AM, generator=0),
            'timm': lambda: [timm_t(im) for im in ims], 'torchvision': lambda: [tv_t(img) for img in x]}
-    if before is not None: fns['before'] = lambda: before.augmix(x, severity=3, width=3, depth=-1, alpha=1.0, generator=0)
+    if before is not None: fns['before'] = lambda: before.augmix(x, **AM, generator=0)
     return rates_interleaved(fns, batch, reps)
 
 
@@ -95,7 +103,7 @@ class AugMixBatches(torch.utils.data.Dataset):
     "`n` AugMix views of the whole batch `x` with our ops, one per item (seeded by the item's index)."
     def __init__(self, x, n): self.x, self.n = x, n
     def __len__(self): return self.n
-    def __getitem__(self, i): return after.augmix(self.x, severity=3, width=3, depth=-1, alpha=1.0, generator=i)
+    def __getitem__(self, i): return after.augmix(self.x, **AM, generator=i)
 
 
 def loader(ds, batch, workers: int) -> torch.utils.data.DataLoader:
@@ -121,11 +129,8 @@ def loader_rate(items, tf, batch: int, workers: int, n_images: int) -> float:
 def bench_workers(size: int, batch: int, workers: int, reps: int, n_images: int) -> dict:
     """images/s with each implementation in `workers` DataLoader processes of one torch thread each: ours on whole
     batches, timm and torchvision per image, batched by the loader. After a warm-up pass, `reps` passes timed in turns."""
-    from timm.data.auto_augment import augment_and_mix_transform
-    import torchvision.transforms.v2 as T
     ims, n_batches = load_photos(16, size), max(1, n_images // batch)
-    timm_t = augment_and_mix_transform('augmix-m3-w3', dict(translate_const=int(size * 0.45), img_mean=(124, 116, 104)))
-    tv_t = T.AugMix(severity=3, mixture_width=3, chain_depth=-1, alpha=1.0)
+    timm_t, tv_t = reference_transforms(size)
     dls = {'after': loader(AugMixBatches(as_batch(load_photos(batch, size)), n_batches), None, workers),
            'timm': loader(Images(ims, n_batches * batch, timm_t), batch, workers),
            'torchvision': loader(Images(list(as_batch(ims)), n_batches * batch, tv_t), batch, workers)}
@@ -140,12 +145,17 @@ def bench_workers(size: int, batch: int, workers: int, reps: int, n_images: int)
 MAGS = {'posterize': 3., 'solarize': 128., 'rotate': 13., 'shear_x': 0.2, 'shear_y': -0.2, 'translate_x': 9., 'translate_y': -9.}
 
 
+def op_args(name: str, batch: int) -> tuple:
+    "`apply_op_batch`'s (op index, magnitude) for every one of `batch` images drawing op `name` (magnitude from `MAGS`, else 1.6)."
+    return torch.full((batch,), after.AUGMIX_OPS.index(name)), torch.full((batch,), MAGS.get(name, 1.6), dtype=torch.float64)
+
+
 def bench_ops(before, size: int, batch: int, reps: int) -> dict:
     "images/s of each op applied to a whole batch with `apply_op_batch`, after and before."
     x = as_batch(load_photos(batch, size))
     out = {}
-    for i, name in enumerate(after.AUGMIX_OPS):
-        idx, mag = torch.full((batch,), i), torch.full((batch,), MAGS.get(name, 1.6), dtype=torch.float64)
+    for name in after.AUGMIX_OPS:
+        idx, mag = op_args(name, batch)
         fns = {'after': lambda: after.apply_op_batch(x, idx, mag)}
         if before is not None: fns['before'] = lambda: before.apply_op_batch(x, idx, mag)
         out[name] = rates_interleaved(fns, batch, reps)

@@ -21,11 +21,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_augmix import MAGS, as_batch, load_photos, loader_rate, ops_from_source  # noqa: E402
+from bench_augmix import AM, as_batch, load_photos, loader_rate, op_args, ops_from_source, reference_transforms  # noqa: E402
 from diversification import ops  # noqa: E402
 from diversification.core import to_float  # noqa: E402
-
-AM = dict(severity=3, width=3, depth=-1, alpha=1.0)
 
 
 def device_rate(fn, batch: int, reps: int, device) -> float:
@@ -48,14 +46,11 @@ def _guard(res: dict, key: str, fn):
 
 
 def host_baselines(sizes, batches, workers: int, n_images: dict) -> list[dict]:
-    from timm.data.auto_augment import augment_and_mix_transform
-    import torchvision.transforms.v2 as T
     rows = []
     for size in sizes:
         ims = load_photos(16, size)
         x = as_batch(ims)
-        timm_t = augment_and_mix_transform('augmix-m3-w3', dict(translate_const=int(size * 0.45), img_mean=(124, 116, 104)))
-        tv_t = T.AugMix(severity=3, mixture_width=3, chain_depth=-1, alpha=1.0)
+        timm_t, tv_t = reference_transforms(size)
         for batch in batches:
             r = dict(size=size, batch=batch, workers=workers)
             r['timm'] = loader_rate(ims, timm_t, batch, workers, n_images[size])
@@ -98,8 +93,8 @@ def exactness(device, size: int = 224, batch: int = 32) -> dict:
         return dict(max=int(d.max()), mean=float(d.float().mean()), share_differing=float((d > 0).float().mean()),
                     share_over_1=float((d > 1).float().mean()))
     out = {}
-    for i, name in enumerate(ops.AUGMIX_OPS):
-        idx, mag = torch.full((batch,), i), torch.full((batch,), MAGS.get(name, 1.6), dtype=torch.float64)
+    for name in ops.AUGMIX_OPS:
+        idx, mag = op_args(name, batch)
         out[name] = diff(ops.apply_op_batch(xd, idx, mag), ops.apply_op_batch(x, idx, mag))
     views = {}
     for seed in range(3):
@@ -132,8 +127,8 @@ def gpu_busy(device, size: int = 32, batch: int = 64) -> dict:
 def gpu_ops(device, size: int, batch: int, reps: int) -> dict:
     xd = as_batch(load_photos(batch, size)).to(device)
     out = {}
-    for i, name in enumerate(ops.AUGMIX_OPS):
-        idx, mag = torch.full((batch,), i), torch.full((batch,), MAGS.get(name, 1.6), dtype=torch.float64)
+    for name in ops.AUGMIX_OPS:
+        idx, mag = op_args(name, batch)
         out[name] = device_rate(lambda: ops.apply_op_batch(xd, idx, mag), batch, reps, device)
     return out
 
