@@ -4,9 +4,11 @@
 
 # %% ../nbs/02_ops.ipynb #cf5dd566
 from __future__ import annotations
-import math
+import functools, math
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable
+import numpy as np
 import torch
 import torch.nn.functional as F
 from .core import as_generator, check_image_batch, check_mask_batch, to_float, to_uint8, trunc_uint8
@@ -21,7 +23,7 @@ __all__ = ['OPS', 'AUGMIX_OPS', 'PIXEL_OPS', 'apply_lut', 'histogram', 'grayscal
 # %% ../nbs/02_ops.ipynb #02be8bc6
 def _per_sample(v, x: torch.Tensor, name: str, dtype=torch.float32) -> torch.Tensor:
     "A scalar or `(B,)` magnitude `v` as a `(B, 1, 1, 1)` tensor of `dtype` on `x`'s device."
-    v = torch.as_tensor(v).to(device=x.device, dtype=dtype)
+    v = torch.as_tensor(v, dtype=dtype, device=x.device)           # a Python float straight to `dtype` (not via float32)
     if v.ndim == 0: v = v.expand(x.shape[0])
     if v.shape != (x.shape[0],):
         raise ValueError(f"`{name}` must be a scalar or have shape (B,) = ({x.shape[0]},), got {tuple(v.shape)}")
@@ -38,12 +40,175 @@ def _chunks(n: int, per_item: int, device: torch.device) -> list[slice]:
     k = n if device.type != 'cpu' else max(1, _CPU_CHUNK * torch.get_num_threads() // max(per_item, 1))
     return [slice(i, min(i + k, n)) for i in range(0, n, k)]
 
+# %% ../nbs/02_ops.ipynb #k20a0002
+_KERNELS = True    # uint8 work on the CPU through the compiled kernels below, where numba is installed (the tests also switch it off)
+
+def _affine_u8(x, m, fill, out):
+    """PIL's bilinear AFFINE on uint8 `x` (N, C, H, W) under (N, 6) float64 inverse maps `m`, in PIL's own float64 steps
+    (so exactly PIL's values): per output row, the sample points first, then each channel."""
+    N, C, H, W = x.shape
+    i0, i1, r0, r1 = np.empty(W, np.int64), np.empty(W, np.int64), np.empty(W, np.int64), np.empty(W, np.int64)
+    dxs, dys, inside = np.empty(W), np.empty(W), np.empty(W, np.bool_)
+    for n in range(N):
+        a0, a1, a2, a3, a4, a5 = m[n, 0], m[n, 1], m[n, 2], m[n, 3], m[n, 4], m[n, 5]
+        for v in range(H):
+            yv, rows, cols = v + 0.5, False, False                       # does any point of the row need the next row, column
+            for u in range(W):
+                xu = u + 0.5
+                xin, yin = a0 * xu + a1 * yv + a2, a3 * xu + a4 * yv + a5
+                inside[u] = xin >= 0.0 and xin < W and yin >= 0.0 and yin < H   # else `fill`
+                if not inside[u]:
+                    i0[u], i1[u], r0[u], r1[u], dxs[u], dys[u] = 0, 0, 0, 0, 0.0, 0.0
+                    continue
+                xin, yin = xin - 0.5, yin - 0.5
+                xf, yf = math.floor(xin), math.floor(yin)
+                dxs[u], dys[u] = xin - xf, yin - yf
+                rows |= dys[u] != 0.0
+                cols |= dxs[u] != 0.0
+                i0[u], i1[u] = max(xf, 0), min(xf + 1, W - 1)           # border pixels repeat
+                r0[u], r1[u] = max(yf, 0) * W, min(yf + 1, H - 1) * W
+            for c in range(C):
+                p, o = x[n, c].reshape(H * W), out[n, c, v]
+                if rows and cols:
+                    for u in range(W):
+                        a, b, dx = p[r0[u] + i0[u]], p[r0[u] + i1[u]], dxs[u]
+                        v1 = a + (np.float64(b) - a) * dx
+                        a, b = p[r1[u] + i0[u]], p[r1[u] + i1[u]]
+                        v2 = a + (np.float64(b) - a) * dx
+                        o[u] = np.uint8(v1 + (v2 - v1) * dys[u]) if inside[u] else fill     # truncated, as PIL
+                elif rows:                                               # one column per point (a shear along y): dx = 0
+                    for u in range(W):
+                        a, b = p[r0[u] + i0[u]], p[r1[u] + i0[u]]
+                        o[u] = np.uint8(a + (np.float64(b) - a) * dys[u]) if inside[u] else fill
+                else:                                                    # one row per point (a shear along x, a translate)
+                    for u in range(W):
+                        a, b = p[r0[u] + i0[u]], p[r0[u] + i1[u]]
+                        o[u] = np.uint8(a + (np.float64(b) - a) * dxs[u]) if inside[u] else fill
+    return out
+
+def _histogram_u8(x, h):
+    "Add the histogram of each row of uint8 `x` (P, V) to `h` (P, 256)."
+    for p in range(x.shape[0]):
+        hp = h[p]
+        for v in x[p]: hp[v] += 1
+    return h
+
+def _lut_u8(x, lut, out):
+    "`out[p, i] = lut[p, x[p, i]]` for uint8 `x` (P, V) and tables `lut` (P, 256)."
+    for p in range(x.shape[0]):
+        t, xp, op = lut[p], x[p], out[p]
+        for i in range(xp.shape[0]): op[i] = t[xp[i]]
+    return out
+
+def _mix_u8(w, c, out):
+    """AugMix's mix of uint8 rows `w` (N, K, V) with float32 weights `c` (N, K) into uint8 `out` (N, V), as the torch path
+    does it: `w0*c0` in float32, then `+ wk*ck` for each further row with one rounding to float32, like `addcmul` (a fused
+    multiply-add; here `wk*ck` is exact in float64), and a round half to even at the end; in blocks that stay in cache."""
+    N, K, V = w.shape
+    acc = np.empty(4096, np.float32)
+    for n in range(N):
+        for s in range(0, V, 4096):
+            L = min(4096, V - s)
+            w0, c0 = w[n, 0, s:s + L], c[n, 0]
+            for i in range(L): acc[i] = np.float32(w0[i]) * c0
+            for k in range(1, K):
+                wk, ck = w[n, k, s:s + L], np.float64(c[n, k])
+                for i in range(L): acc[i] = np.float32(np.float64(acc[i]) + np.float64(wk[i]) * ck)
+            o = out[n, s:s + L]
+            for i in range(L): o[i] = np.uint8(min(max(np.rint(acc[i]), np.float32(0)), np.float32(255)))
+    return out
+
+def _color_u8(x, f, out):
+    "`adjust_color` on uint8 RGB `x` (N, 3, H, W), per-sample float32 `f`: the blend with PIL's fixed-point luma in the torch path's float32 steps."
+    N, _, H, W = x.shape
+    for n in range(N):
+        fn = f[n]
+        for v in range(H):
+            r, g, b, o0, o1, o2 = x[n, 0, v], x[n, 1, v], x[n, 2, v], out[n, 0, v], out[n, 1, v], out[n, 2, v]
+            for u in range(W):
+                d = np.float32((np.int32(r[u]) * 19595 + np.int32(g[u]) * 38470 + np.int32(b[u]) * 7471 + 32768) >> 16)
+                o0[u] = np.uint8(np.int32(min(max((np.float32(r[u]) - d) * fn + d, np.float32(0)), np.float32(255))))
+                o1[u] = np.uint8(np.int32(min(max((np.float32(g[u]) - d) * fn + d, np.float32(0)), np.float32(255))))
+                o2[u] = np.uint8(np.int32(min(max((np.float32(b[u]) - d) * fn + d, np.float32(0)), np.float32(255))))
+    return out
+
+def _mean_luma_u8(x, out):
+    "PIL's rounded mean luma `int(mean + 0.5)` of each image of uint8 `x` (N, 1 or 3, H, W), exactly, into `out` (N,)."
+    N, C, H, W = x.shape
+    for n in range(N):
+        total = np.int64(0)
+        for v in range(H):
+            if C == 3:
+                r, g, b = x[n, 0, v], x[n, 1, v], x[n, 2, v]
+                for u in range(W): total += (np.int32(r[u]) * 19595 + np.int32(g[u]) * 38470 + np.int32(b[u]) * 7471 + 32768) >> 16
+            else:
+                for u in range(W): total += x[n, 0, v, u]
+        out[n] = (2 * total + H * W) // (2 * H * W)
+    return out
+
+def _blend_u8(x, d, f, out):
+    "PIL's blend of each uint8 image `x[n]` (N, C, H, W) with the constant `d[n]`: `(x - d)*f[n] + d` in float32, clipped, truncated."
+    N, C, H, W = x.shape
+    for n in range(N):
+        dn, fn = d[n], f[n]
+        for c in range(C):
+            for v in range(H):
+                p, o = x[n, c, v], out[n, c, v]
+                for u in range(W): o[u] = np.uint8(np.int32(min(max((np.float32(p[u]) - dn) * fn + dn, np.float32(0)), np.float32(255))))
+    return out
+
+def _sharpness_u8(x, f, out):
+    "`adjust_sharpness` on uint8 `x` (N, C, H, W), H, W >= 3: the blend with PIL's SMOOTH levels; the border is kept."
+    N, C, H, W = x.shape
+    k = np.float32(1 / 13)
+    for n in range(N):
+        fn = f[n]
+        for c in range(C):
+            out[n, c, 0], out[n, c, H - 1] = x[n, c, 0], x[n, c, H - 1]
+            for v in range(1, H - 1):
+                a, p, b, o = x[n, c, v - 1], x[n, c, v], x[n, c, v + 1], out[n, c, v]
+                o[0], o[W - 1] = p[0], p[W - 1]
+                for u in range(1, W - 1):
+                    s = (np.int32(a[u - 1]) + np.int32(a[u]) + np.int32(a[u + 1]) + np.int32(p[u - 1]) + np.int32(p[u]) * 5
+                         + np.int32(p[u + 1]) + np.int32(b[u - 1]) + np.int32(b[u]) + np.int32(b[u + 1]))
+                    d = np.floor(np.float32(s) * k + np.float32(0.5))
+                    o[u] = np.uint8(np.int32(min(max((np.float32(p[u]) - d) * fn + d, np.float32(0)), np.float32(255))))
+    return out
+
+@functools.cache
+def _compiled():
+    "The kernels above compiled by numba (on first use, cached on disk), or None where numba is not installed."
+    try: import numba
+    except ImportError: return None
+    def jit(f):
+        try: return numba.njit(nogil=True, cache=True)(f)
+        except RuntimeError: return numba.njit(nogil=True)(f)          # no writable cache directory
+    return SimpleNamespace(affine=jit(_affine_u8), histogram=jit(_histogram_u8), lut=jit(_lut_u8), mix=jit(_mix_u8), color=jit(_color_u8),
+                           mean_luma=jit(_mean_luma_u8), blend=jit(_blend_u8), sharpness=jit(_sharpness_u8))
+
+def _kernel(x: torch.Tensor, name: str):
+    "The compiled kernel `name` where it applies to `x` (uint8, on the CPU, numba installed, `_KERNELS` on), else None."
+    if not _KERNELS or x.device.type != 'cpu' or x.dtype != torch.uint8: return None
+    k = _compiled()
+    return None if k is None else getattr(k, name)
+
+def _enhance(k, x: torch.Tensor, factor, *args) -> torch.Tensor:
+    "Enhance kernel `k` on `x` with per-sample `factor` (after any `args`), into a new tensor."
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    k(x.contiguous().numpy(), *args, _per_sample(factor, x, 'factor').flatten().contiguous().numpy(), out.numpy())
+    return out
+
+
 # %% ../nbs/02_ops.ipynb #8d0cc67c
 _TAKE_CHUNK = 1 << 18    # values per table lookup on the CPU: their int64 index (2 MB) stays in cache
 
 def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     "Map `uint8` batch `x` (B, C, H, W) through lookup tables `lut`: (B, C, 256) per sample and channel, or (B, 1, 256) per sample."
     B, C, H, W = x.shape
+    if (k := _kernel(x, 'lut')) is not None:
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        k(x.contiguous().view(B * C, -1).numpy(), lut.to(torch.uint8).expand(B, C, 256).reshape(B * C, 256).contiguous().numpy(), out.view(B * C, -1).numpy())
+        return out
     lut = lut.to(torch.uint8).expand(B, C, 256).reshape(B * C, 1, 256)
     xs, out = x.reshape(B * C, H, W), torch.empty(B * C, H, W, dtype=torch.uint8, device=x.device)
     k = B * C if x.device.type != 'cpu' else max(1, _TAKE_CHUNK // (H * W))      # planes per gather
@@ -54,6 +219,10 @@ def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
 def histogram(x: torch.Tensor) -> torch.Tensor:
     "Per-sample, per-channel histogram (B, C, 256) int64 of a `uint8` batch."
     B, C = x.shape[:2]
+    if (k := _kernel(x, 'histogram')) is not None:
+        h = torch.zeros(B * C, 256, dtype=torch.long)
+        k(x.contiguous().view(B * C, -1).numpy(), h.numpy())
+        return h.view(B, C, 256)
     off = torch.arange(0, B * C * 256, 256, dtype=torch.int32, device=x.device)
     idx = x.to(torch.int32).add_(off.view(B, C, 1, 1)).reshape(-1)   # int32: half the memory traffic of int64
     if idx.device.type == 'cpu': return torch.bincount(idx, minlength=B * C * 256).view(B, C, 256)
@@ -159,6 +328,7 @@ def adjust_color(x: torch.Tensor, factor) -> torch.Tensor:
     x = check_image_batch(x, channels=(1, 3))
     if x.dtype != torch.uint8: return blend(grayscale(x).expand_as(x), x, factor)
     if x.shape[1] == 1: return x.clone()                            # the blend of an image with itself
+    if (k := _kernel(x, 'color')) is not None: return _enhance(k, x, factor)
     xf = x.float()
     return _blend_(xf, _luma(xf), _per_sample(factor, x, 'factor'))
 
@@ -166,6 +336,9 @@ def adjust_contrast(x: torch.Tensor, factor) -> torch.Tensor:
     "Contrast, like `ImageEnhance.Contrast(img).enhance(factor)`: blend with the (rounded, for uint8) mean luma."
     x = check_image_batch(x, channels=(1, 3))
     if x.dtype != torch.uint8: return blend(grayscale(x).mean((1, 2, 3), keepdim=True), x, factor)
+    if (k := _kernel(x, 'blend')) is not None:                     # the mean and the blend as two compiled loops
+        mean = _kernel(x, 'mean_luma')(x.contiguous().numpy(), np.empty(x.shape[0], np.float32))
+        return _enhance(k, x, factor, mean)
     xf = x.float()
     g = _luma(xf) if x.shape[1] == 3 else xf
     n = g[0].numel()
@@ -176,6 +349,7 @@ def adjust_contrast(x: torch.Tensor, factor) -> torch.Tensor:
 def adjust_brightness(x: torch.Tensor, factor) -> torch.Tensor:
     "Brightness, like `ImageEnhance.Brightness(img).enhance(factor)`: blend with black."
     x = check_image_batch(x)
+    if (k := _kernel(x, 'blend')) is not None: return _enhance(k, x, factor, np.zeros(x.shape[0], np.float32))   # (x - 0)*f + 0 = x*f
     if x.dtype == torch.uint8: return trunc_uint8(x.float().mul_(_per_sample(factor, x, 'factor')).clamp_(0, 255))   # PIL's blend with 0
     return blend(torch.zeros_like(x), x, factor)
 
@@ -183,6 +357,7 @@ def adjust_sharpness(x: torch.Tensor, factor) -> torch.Tensor:
     "Sharpness, like `ImageEnhance.Sharpness(img).enhance(factor)`: blend with `smooth(x)` (0 = smooth, 2 = sharper)."
     x = check_image_batch(x)
     if x.dtype != torch.uint8 or min(x.shape[-2:]) < 3: return blend(smooth(x), x, factor)
+    if (k := _kernel(x, 'sharpness')) is not None: return _enhance(k, x, factor)
     xf, out = x.float(), x.clone()                                  # the border: PIL blends it with itself, it stays
     out[..., 1:-1, 1:-1] = _blend_(xf[..., 1:-1, 1:-1], _smooth_levels(xf), _per_sample(factor, x, 'factor'))
     return out
@@ -234,8 +409,14 @@ def affine(x: torch.Tensor, matrices, mode: str = 'bilinear', fill: float = 0, m
     matrices = torch.as_tensor(matrices)
     if matrices.shape not in ((B, 2, 3), (B, 6)): raise ValueError(f"`matrices` must have shape (B, 2, 3), got {tuple(matrices.shape)}")
     if mask is not None: mask = check_mask_batch(mask, x)
+    k = _kernel(x, 'affine') if mode == 'bilinear' else None
+    if k is not None:                                               # PIL's own float64 steps, one pass
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        k(x.contiguous().numpy(), matrices.to(torch.float64).reshape(B, 6).contiguous().numpy(), int(fill) % 256, out.numpy())
+        if mask is None: return out
     xs, ys = _sample_points(matrices, H, W, x.device)
     valid = (xs >= 0) & (xs < W) & (ys >= 0) & (ys < H)
+    if k is not None: return out, _gather_nearest(mask, xs, ys).masked_fill_(~valid, ignore_index)
     out = _gather_nearest(x, xs, ys) if mode == 'nearest' else _bilinear(x, matrices.to(x.device))
     out = _fill_outside_(out, valid[:, None], fill)
     if mask is None: return out
@@ -299,12 +480,14 @@ def rotate(x, degrees, mask=None, fill=0, ignore_index=255):
 def shear_x(x, factor, mask=None, fill=0, ignore_index=255):
     "Shear along x: output (u, v) samples input (u + factor*v, v), PIL AFFINE (1, factor, 0, 0, 1, 0)."
     f = _per_sample(factor, check_image_batch(x), 'factor', _f64(x.device)).flatten()
+    if _kernel(x, 'affine') is not None: return affine(x, _matrices(x, [1, f, 0, 0, 1, 0]), fill=fill, mask=mask, ignore_index=ignore_index)
     if mask is not None: check_mask_batch(mask, x)
     return _shear(x, f, 3, mask, fill, ignore_index)
 
 def shear_y(x, factor, mask=None, fill=0, ignore_index=255):
     "Shear along y: output (u, v) samples input (u, factor*u + v), PIL AFFINE (1, 0, 0, factor, 1, 0)."
     f = _per_sample(factor, check_image_batch(x), 'factor', _f64(x.device)).flatten()
+    if _kernel(x, 'affine') is not None: return affine(x, _matrices(x, [1, 0, 0, f, 1, 0]), fill=fill, mask=mask, ignore_index=ignore_index)
     if mask is not None: check_mask_batch(mask, x)
     return _shear(x, f, 2, mask, fill, ignore_index)
 
@@ -509,8 +692,9 @@ def apply_augmix(x: torch.Tensor, params: AugMixParams) -> torch.Tensor:
     mags = torch.cat([torch.zeros(B, 1, params.magnitude.shape[2], dtype=params.magnitude.dtype), params.magnitude], 1)
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     chunks = _chunks(B, (width + 1) * x[0].numel(), x.device)
-    k = chunks[0].stop                                              # images per chunk: the float buffer is allocated once, reused
-    mf = torch.empty((k, x[0].numel()), dtype=dt, device=x.device)
+    kmix = _kernel(out, 'mix')                                      # uint8 on the CPU: the mix is one compiled loop
+    # else a float buffer of a chunk's images, allocated once and reused
+    mf = None if kmix is not None else torch.empty((chunks[0].stop, x[0].numel()), dtype=dt, device=x.device)
     for s in chunks:
         n = s.stop - s.start
         # the image and its `width` chains side by side: each chain step is one grouped pass over all of them
@@ -518,6 +702,9 @@ def apply_augmix(x: torch.Tensor, params: AugMixParams) -> torch.Tensor:
         for d in range(params.op_idx.shape[2]): _apply_grouped_(work, rows[s, :, d].flatten(), mags[s, :, d].flatten(), pool)
         # m*x + (1-m)*sum_k w_k*chain_k: one multiply-add per row, reading the uint8 rows directly
         w, c = work.view(n, width + 1, -1), coef[s, :, None]
+        if kmix is not None:
+            kmix(w.numpy(), coef[s].numpy(), out[s].view(n, -1).numpy())
+            continue
         mix = mf[:n].copy_(w[:, 0]).mul_(c[:, 0])
         for j in range(1, width + 1): mix.addcmul_(w[:, j], c[:, j])
         mix = mix.view(-1, *x.shape[1:])
