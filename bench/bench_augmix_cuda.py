@@ -89,9 +89,7 @@ def exactness(device, size: int = 224, batch: int = 32) -> dict:
     compiled kernels make the warps PIL-exact, within one level of the torch path), same photos and drawn parameters."""
     x = as_batch(load_photos(batch, size))
     def cpu(fn):
-        old, ops._KERNELS = ops._KERNELS, False
-        try: return fn()
-        finally: ops._KERNELS = old
+        with ops._kernels_set(False): return fn()
     xd = x.to(device)
     def diff(a, b):
         d = (a.cpu().int() - b.int()).abs()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_ops.ipynb #cf5dd566
 from __future__ import annotations
-import functools, math
+import contextlib, functools, math
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Callable
@@ -126,7 +126,7 @@ def _color_u8(x, f, out):
         for v in range(H):
             r, g, b, o0, o1, o2 = x[n, 0, v], x[n, 1, v], x[n, 2, v], out[n, 0, v], out[n, 1, v], out[n, 2, v]
             for u in range(W):
-                d = np.float32((np.int32(r[u]) * 19595 + np.int32(g[u]) * 38470 + np.int32(b[u]) * 7471 + 32768) >> 16)
+                d = np.float32((np.int32(r[u]) * _LUMA[0] + np.int32(g[u]) * _LUMA[1] + np.int32(b[u]) * _LUMA[2] + 32768) >> 16)
                 o0[u] = np.uint8(np.int32(min(max((np.float32(r[u]) - d) * fn + d, np.float32(0)), np.float32(255))))
                 o1[u] = np.uint8(np.int32(min(max((np.float32(g[u]) - d) * fn + d, np.float32(0)), np.float32(255))))
                 o2[u] = np.uint8(np.int32(min(max((np.float32(b[u]) - d) * fn + d, np.float32(0)), np.float32(255))))
@@ -140,7 +140,7 @@ def _mean_luma_u8(x, out):
         for v in range(H):
             if C == 3:
                 r, g, b = x[n, 0, v], x[n, 1, v], x[n, 2, v]
-                for u in range(W): total += (np.int32(r[u]) * 19595 + np.int32(g[u]) * 38470 + np.int32(b[u]) * 7471 + 32768) >> 16
+                for u in range(W): total += (np.int32(r[u]) * _LUMA[0] + np.int32(g[u]) * _LUMA[1] + np.int32(b[u]) * _LUMA[2] + 32768) >> 16
             else:
                 for u in range(W): total += x[n, 0, v, u]
         out[n] = (2 * total + H * W) // (2 * H * W)
@@ -192,11 +192,23 @@ def _kernel(x: torch.Tensor, name: str):
     k = _compiled()
     return None if k is None else getattr(k, name)
 
+@contextlib.contextmanager
+def _kernels_set(on: bool):
+    "Within the block, `uint8` work on the CPU goes through the compiled kernels (`on`) or through the torch code."
+    global _KERNELS
+    old, _KERNELS = _KERNELS, on
+    try: yield
+    finally: _KERNELS = old
+
+def _run(k, x: torch.Tensor, *args) -> torch.Tensor:
+    "Kernel `k(x, *args, out)` on the CPU arrays of `x` and `args`, into a new tensor shaped like `x`."
+    out = torch.empty(x.shape, dtype=x.dtype)
+    k(x.contiguous().numpy(), *args, out.numpy())
+    return out
+
 def _enhance(k, x: torch.Tensor, factor, *args) -> torch.Tensor:
     "Enhance kernel `k` on `x` with per-sample `factor` (after any `args`), into a new tensor."
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    k(x.contiguous().numpy(), *args, _per_sample(factor, x, 'factor').flatten().contiguous().numpy(), out.numpy())
-    return out
+    return _run(k, x, *args, _per_sample(factor, x, 'factor').flatten().contiguous().numpy())
 
 
 # %% ../nbs/02_ops.ipynb #8d0cc67c
@@ -205,15 +217,12 @@ _TAKE_CHUNK = 1 << 18    # values per table lookup on the CPU: their int64 index
 def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     "Map `uint8` batch `x` (B, C, H, W) through lookup tables `lut`: (B, C, 256) per sample and channel, or (B, 1, 256) per sample."
     B, C, H, W = x.shape
-    if (k := _kernel(x, 'lut')) is not None:
-        out = torch.empty_like(x, memory_format=torch.contiguous_format)
-        k(x.contiguous().view(B * C, -1).numpy(), lut.to(torch.uint8).expand(B, C, 256).reshape(B * C, 256).contiguous().numpy(), out.view(B * C, -1).numpy())
-        return out
-    lut = lut.to(torch.uint8).expand(B, C, 256).reshape(B * C, 1, 256)
+    lut = lut.to(torch.uint8).expand(B, C, 256).reshape(B * C, 256)
+    if (k := _kernel(x, 'lut')) is not None: return _run(k, x.reshape(B * C, -1), lut.contiguous().numpy()).view(x.shape)
     xs, out = x.reshape(B * C, H, W), torch.empty(B * C, H, W, dtype=torch.uint8, device=x.device)
     k = B * C if x.device.type != 'cpu' else max(1, _TAKE_CHUNK // (H * W))      # planes per gather
     for i in range(0, B * C, k):                                                  # a gather along the table axis
-        torch.gather(lut[i:i + k].expand(-1, H, -1), 2, xs[i:i + k].long(), out=out[i:i + k])
+        torch.gather(lut[i:i + k, None].expand(-1, H, -1), 2, xs[i:i + k].long(), out=out[i:i + k])
     return out.view(x.shape)
 
 def histogram(x: torch.Tensor) -> torch.Tensor:
@@ -411,8 +420,7 @@ def affine(x: torch.Tensor, matrices, mode: str = 'bilinear', fill: float = 0, m
     if mask is not None: mask = check_mask_batch(mask, x)
     k = _kernel(x, 'affine') if mode == 'bilinear' else None
     if k is not None:                                               # PIL's own float64 steps, one pass
-        out = torch.empty_like(x, memory_format=torch.contiguous_format)
-        k(x.contiguous().numpy(), matrices.to(torch.float64).reshape(B, 6).contiguous().numpy(), int(fill) % 256, out.numpy())
+        out = _run(k, x, matrices.to(torch.float64).reshape(B, 6).contiguous().numpy(), int(fill) % 256)
         if mask is None: return out
     xs, ys = _sample_points(matrices, H, W, x.device)
     valid = (xs >= 0) & (xs < W) & (ys >= 0) & (ys < H)

@@ -158,13 +158,11 @@ def test_kernels_are_the_torch_path():
     f = torch.linspace(0.1, 1.9, x.shape[0])
     runs = {}
     for on in (True, False):
-        ops._KERNELS = on
-        try:
+        with ops._kernels_set(on):
             runs[on] = [op(x, f) for op in (adjust_color, adjust_contrast, adjust_brightness, adjust_sharpness)]
             runs[on] += [op(x[:, :1].contiguous(), f) for op in (adjust_contrast, adjust_brightness, adjust_sharpness)]
             runs[on] += [autocontrast(x), equalize(x), ops.histogram(x), augmix(x, ops=PIXEL_OPS, generator=3)]
             runs[on] += [rotate(x, 20 * f - 19), shear_x(x, f - 1), shear_y(x, 1 - f)]
-        finally: ops._KERNELS = True
     for i, (a, b) in enumerate(zip(runs[True], runs[False])):
         if i < len(runs[True]) - 3: assert torch.equal(a, b), i
         else: assert (a.int() - b.int()).abs().max() <= 1, i
